@@ -1,0 +1,22 @@
+//! idbridge keeps Confluence in step with an organisation's identity providers.
+//!
+//! The crate is one library plus a thin binary (`main.rs`). The module map follows
+//! `docs/architecture.md`:
+//!
+//! - [`cli`]: the command line (clap) and what each subcommand does.
+//! - [`app`]: the composition root; builds the store, the HTTP server and owns shutdown.
+//! - [`config`]: layered configuration (TOML file + `IDBRIDGE_*` environment + `*_FILE` secrets).
+//! - [`telemetry`]: tracing subscriber set-up (text or JSON).
+//! - [`clock`]: the injected source of "now".
+//! - [`domain`]: plain data types shared by every layer; no I/O.
+//! - [`store`]: persistence on SQLite or PostgreSQL; the only module that uses sqlx.
+//! - [`http`]: axum routers and middleware: health, readiness, metrics.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod store;
+pub mod telemetry;

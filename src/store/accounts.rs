@@ -1,0 +1,166 @@
+//! Accounts: users in each Confluence target, keyed by (target, immutable account key).
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{Store, StoreError, on_db};
+use crate::domain::{Account, AccountId, NewAccount, TargetId, normalise_key};
+
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    id: Uuid,
+    target_id: Uuid,
+    account_key: String,
+    user_name: String,
+    email: Option<String>,
+    display_name: Option<String>,
+    active: bool,
+    last_login_at: Option<DateTime<Utc>>,
+    remote_created_at: Option<DateTime<Utc>>,
+    managed: bool,
+    attributes: Json<Value>,
+    first_seen_at: DateTime<Utc>,
+    last_seen_at: DateTime<Utc>,
+    version: i64,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<AccountRow> for Account {
+    fn from(r: AccountRow) -> Self {
+        Account {
+            id: AccountId(r.id),
+            target_id: TargetId(r.target_id),
+            account_key: r.account_key,
+            user_name: r.user_name,
+            email: r.email,
+            display_name: r.display_name,
+            active: r.active,
+            last_login_at: r.last_login_at,
+            remote_created_at: r.remote_created_at,
+            managed: r.managed,
+            attributes: r.attributes.0,
+            first_seen_at: r.first_seen_at,
+            last_seen_at: r.last_seen_at,
+            version: r.version,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+macro_rules! account_columns {
+    () => {
+        "id, target_id, account_key, user_name, email, display_name, active, last_login_at, \
+         remote_created_at, managed, attributes, first_seen_at, last_seen_at, version, updated_at"
+    };
+}
+
+macro_rules! account_changed {
+    () => {
+        "(accounts.user_name is distinct from excluded.user_name \
+          or accounts.email is distinct from excluded.email \
+          or accounts.display_name is distinct from excluded.display_name \
+          or accounts.active is distinct from excluded.active \
+          or accounts.last_login_at is distinct from excluded.last_login_at \
+          or accounts.remote_created_at is distinct from excluded.remote_created_at \
+          or accounts.managed is distinct from excluded.managed \
+          or accounts.attributes is distinct from excluded.attributes)"
+    };
+}
+
+impl Store {
+    /// Records what a target says about an account; `version` moves only on change.
+    #[tracing::instrument(skip_all, fields(target.id = %new.target_id))]
+    pub async fn upsert_account(&self, new: &NewAccount) -> Result<Account, StoreError> {
+        const SQL: &str = concat!(
+            "insert into accounts (id, target_id, account_key, user_name, user_name_lower, \
+               email, email_lower, display_name, active, last_login_at, remote_created_at, \
+               managed, attributes, first_seen_at, last_seen_at, version, updated_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, 1, $14) \
+             on conflict (target_id, account_key) do update set \
+               user_name = excluded.user_name, \
+               user_name_lower = excluded.user_name_lower, \
+               email = excluded.email, \
+               email_lower = excluded.email_lower, \
+               display_name = excluded.display_name, \
+               active = excluded.active, \
+               last_login_at = excluded.last_login_at, \
+               remote_created_at = excluded.remote_created_at, \
+               managed = excluded.managed, \
+               attributes = excluded.attributes, \
+               last_seen_at = excluded.last_seen_at, \
+               version = accounts.version + case when ",
+            account_changed!(),
+            " then 1 else 0 end, \
+               updated_at = case when ",
+            account_changed!(),
+            " then excluded.updated_at else accounts.updated_at end \
+             returning ",
+            account_columns!()
+        );
+        let now = self.now();
+        let row: AccountRow = on_db!(&self.db, |pool| {
+            sqlx::query_as(SQL)
+                .bind(AccountId::new().0)
+                .bind(new.target_id.0)
+                .bind(&new.account_key)
+                .bind(&new.user_name)
+                .bind(normalise_key(&new.user_name))
+                .bind(&new.email)
+                .bind(new.email.as_deref().map(normalise_key))
+                .bind(&new.display_name)
+                .bind(new.active)
+                .bind(new.last_login_at)
+                .bind(new.remote_created_at)
+                .bind(new.managed)
+                .bind(Json(&new.attributes))
+                .bind(now)
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(row.into())
+    }
+
+    /// The account a target knows by `account_key`.
+    pub async fn account_by_key(
+        &self,
+        target: TargetId,
+        account_key: &str,
+    ) -> Result<Option<Account>, StoreError> {
+        const SQL: &str = concat!(
+            "select ",
+            account_columns!(),
+            " from accounts where target_id = $1 and account_key = $2"
+        );
+        let row: Option<AccountRow> = on_db!(&self.db, |pool| {
+            sqlx::query_as(SQL)
+                .bind(target.0)
+                .bind(account_key)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(row.map(Account::from))
+    }
+
+    /// Accounts of a target whose email matches case-insensitively.
+    pub async fn accounts_by_email(
+        &self,
+        target: TargetId,
+        email: &str,
+    ) -> Result<Vec<Account>, StoreError> {
+        const SQL: &str = concat!(
+            "select ",
+            account_columns!(),
+            " from accounts where target_id = $1 and email_lower = $2 order by id"
+        );
+        let rows: Vec<AccountRow> = on_db!(&self.db, |pool| {
+            sqlx::query_as(SQL)
+                .bind(target.0)
+                .bind(normalise_key(email))
+                .fetch_all(pool)
+                .await
+        })?;
+        Ok(rows.into_iter().map(Account::from).collect())
+    }
+}

@@ -1,0 +1,280 @@
+//! Persistence. The only module that uses sqlx.
+//!
+//! One [`Store`] serves SQLite and PostgreSQL: the backend is chosen at start-up from the
+//! database URL's scheme, both drivers are always compiled in, and each query is one SQL text
+//! that both dialects accept. Rules for that text:
+//!
+//! - placeholders are `$N`; never bare `?`, never user input formatted into SQL;
+//! - upserts are `insert … on conflict (…) do update set … = excluded.…`, with `returning`;
+//! - null-safe comparison is `is distinct from` (PostgreSQL, SQLite ≥ 3.39);
+//! - timestamps come from the injected [`Clock`] as parameters, never `now()`; UTC only;
+//! - ids are UUIDs (`blob` in SQLite, `uuid` in PostgreSQL), JSON is `text` / `jsonb`;
+//! - case-insensitive lookups use stored `*_lower` columns.
+//!
+//! Where the dialects must differ, the two arms are written out at that one spot.
+//! Migrations live in `migrations/sqlite` and `migrations/postgres` under identical names.
+
+mod accounts;
+mod identities;
+mod links;
+mod settings;
+mod sources;
+mod targets;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+use crate::clock::SharedClock;
+use crate::config::{DatabaseBackend, DatabaseConfig};
+use crate::domain::ParseKindError;
+
+static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A connection pool for whichever backend the database URL selected.
+#[derive(Clone, Debug)]
+pub(crate) enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs one sqlx expression against the active backend. The body is type-checked once per
+/// backend, so it may only use SQL and types both accept.
+macro_rules! on_db {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_db;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL's scheme names no supported backend.
+    #[error("database.url: unsupported scheme `{0}` (expected `sqlite:` or `postgres://`)")]
+    UnsupportedScheme(String),
+    /// The URL does not parse as connection options.
+    #[error("database {url}: {reason}")]
+    BadUrl { url: String, reason: String },
+    /// The database cannot be reached or opened.
+    #[error("cannot connect to database {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A migration failed to apply.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A uniqueness constraint refused the write.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A write referred to a row that does not exist.
+    #[error("missing reference: {0}")]
+    MissingReference(String),
+    /// A stored value could not be read back as its domain type.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.is_unique_violation() {
+                return StoreError::Conflict(db.message().to_owned());
+            }
+            if db.is_foreign_key_violation() {
+                return StoreError::MissingReference(db.message().to_owned());
+            }
+        }
+        StoreError::Database(e)
+    }
+}
+
+impl From<ParseKindError> for StoreError {
+    fn from(e: ParseKindError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+/// Why the service is not ready to take traffic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// The database does not answer.
+    #[error("database unreachable: {0}")]
+    Unreachable(String),
+    /// The schema is behind this build.
+    #[error("database not migrated: {0}")]
+    NotMigrated(String),
+}
+
+/// The persistent state of idbridge.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) db: Db,
+    pub(crate) clock: SharedClock,
+}
+
+impl Store {
+    /// Opens a pool on the configured database. SQLite files are created if missing and run in
+    /// WAL mode with a busy timeout and foreign keys on.
+    pub async fn connect(config: &DatabaseConfig, clock: SharedClock) -> Result<Self, StoreError> {
+        let url = &config.url;
+        let shown = url.redacted();
+        let connect_timeout = Duration::from_secs(config.connect_timeout_secs);
+        let db = match url.backend() {
+            Some(DatabaseBackend::Sqlite) => {
+                let options = SqliteConnectOptions::from_str(url.expose())
+                    .map_err(|e| bad_url(&shown, e))?
+                    .create_if_missing(true)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_millis(config.sqlite_busy_timeout_ms));
+                let in_memory = url.expose().contains(":memory:");
+                let (options, max) = if in_memory {
+                    (options, 1)
+                } else {
+                    let options = options
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal);
+                    (options, config.max_connections)
+                };
+                probe::<sqlx::SqliteConnection>(&options, connect_timeout, &shown).await?;
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(connect_timeout)
+                    .connect_with(options)
+                    .await
+                    .map_err(|source| StoreError::Connect {
+                        url: shown.clone(),
+                        source,
+                    })?;
+                Db::Sqlite(pool)
+            }
+            Some(DatabaseBackend::Postgres) => {
+                let options = PgConnectOptions::from_str(url.expose())
+                    .map_err(|e| bad_url(&shown, e))?
+                    .application_name("idbridge");
+                probe::<sqlx::PgConnection>(&options, connect_timeout, &shown).await?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(config.max_connections)
+                    .acquire_timeout(connect_timeout)
+                    .connect_with(options)
+                    .await
+                    .map_err(|source| StoreError::Connect {
+                        url: shown.clone(),
+                        source,
+                    })?;
+                Db::Postgres(pool)
+            }
+            None => return Err(StoreError::UnsupportedScheme(url.scheme())),
+        };
+        tracing::debug!(database.url = %shown, "connected to database");
+        Ok(Self { db, clock })
+    }
+
+    /// Which backend this store runs on.
+    pub fn backend(&self) -> DatabaseBackend {
+        match self.db {
+            Db::Sqlite(_) => DatabaseBackend::Sqlite,
+            Db::Postgres(_) => DatabaseBackend::Postgres,
+        }
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        match self.db {
+            Db::Sqlite(_) => &SQLITE_MIGRATOR,
+            Db::Postgres(_) => &POSTGRES_MIGRATOR,
+        }
+    }
+
+    /// Applies every pending migration; returns how many were applied.
+    #[tracing::instrument(skip_all)]
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        let before = self.applied_versions().await.unwrap_or_default().len();
+        on_db!(&self.db, |pool| self.migrator().run(pool).await)?;
+        let after = self.applied_versions().await?.len();
+        Ok(after.saturating_sub(before))
+    }
+
+    async fn applied_versions(&self) -> Result<Vec<i64>, sqlx::Error> {
+        const SQL: &str = "select version from _sqlx_migrations where success order by version";
+        on_db!(&self.db, |pool| sqlx::query_scalar(SQL)
+            .fetch_all(pool)
+            .await)
+    }
+
+    /// Whether the database answers and carries every migration this build knows.
+    pub async fn readiness(&self) -> Result<(), NotReady> {
+        let applied = match self.applied_versions().await {
+            Ok(v) => v,
+            Err(sqlx::Error::Database(e)) => {
+                return Err(NotReady::NotMigrated(format!(
+                    "no migration table ({})",
+                    e.message()
+                )));
+            }
+            Err(e) => return Err(NotReady::Unreachable(e.to_string())),
+        };
+        let pending: Vec<i64> = self
+            .migrator()
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect();
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            Err(NotReady::NotMigrated(format!(
+                "{} pending migration(s), first {}; run `idbridge migrate`",
+                pending.len(),
+                pending[0]
+            )))
+        }
+    }
+
+    /// Closes every connection; later calls fail.
+    pub async fn close(&self) {
+        on_db!(&self.db, |pool| pool.close().await)
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+}
+
+/// Opens and closes one connection, so that start-up fails with the driver's own reason
+/// ("connection refused", "password authentication failed") rather than a pool time-out.
+async fn probe<C: sqlx::Connection>(
+    options: &<C as sqlx::Connection>::Options,
+    timeout: Duration,
+    shown: &str,
+) -> Result<(), StoreError> {
+    use sqlx::ConnectOptions;
+    let connect_error = |source| StoreError::Connect {
+        url: shown.to_owned(),
+        source,
+    };
+    match tokio::time::timeout(timeout, options.connect()).await {
+        Ok(Ok(conn)) => conn.close().await.map_err(connect_error),
+        Ok(Err(e)) => Err(connect_error(e)),
+        Err(_) => Err(connect_error(sqlx::Error::PoolTimedOut)),
+    }
+}
+
+fn bad_url(shown: &str, e: sqlx::Error) -> StoreError {
+    StoreError::BadUrl {
+        url: shown.to_owned(),
+        reason: e.to_string(),
+    }
+}
