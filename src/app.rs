@@ -54,16 +54,10 @@ impl AppBuilder {
         self
     }
 
-    /// Opens the store (migrating it if configured to), then binds the listener.
+    /// Binds the listener, then opens the store (migrating it if configured to).
     pub async fn build(self) -> Result<App, AppError> {
         let config = Arc::new(self.config);
-        let store = Store::connect(&config.database, self.clock.clone()).await?;
-        if config.database.migrate_on_start {
-            let applied = store.migrate().await?;
-            if applied > 0 {
-                tracing::info!(migrations.applied = applied, "applied database migrations");
-            }
-        }
+        // Bind first: a taken port is the cheapest failure to report.
         let addr = config.server.listen;
         let listener = TcpListener::bind(addr)
             .await
@@ -71,6 +65,13 @@ impl AppBuilder {
         let local_addr = listener
             .local_addr()
             .map_err(|source| AppError::Bind { addr, source })?;
+        let store = Store::connect(&config.database, self.clock.clone()).await?;
+        if config.database.migrate_on_start {
+            let applied = store.migrate().await?;
+            if applied > 0 {
+                tracing::info!(migrations.applied = applied, "applied database migrations");
+            }
+        }
         let state = AppState {
             config: config.clone(),
             store: store.clone(),

@@ -1,0 +1,11 @@
+//! idbridge's integration tests: one binary, real sockets, real databases.
+
+mod helpers;
+
+mod cli;
+mod health;
+mod metrics;
+mod middleware;
+mod secrets;
+mod shutdown;
+mod store_contract;
