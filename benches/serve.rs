@@ -24,12 +24,18 @@ fn main() {
     // SQLite, fresh file each time: includes creating the file and applying migrations.
     let mut fresh = Vec::new();
     for i in 0..RUNS {
-        let url = format!("sqlite://{}", dir.path().join(format!("fresh-{i}.db")).display());
+        let url = format!(
+            "sqlite://{}",
+            dir.path().join(format!("fresh-{i}.db")).display()
+        );
         let (mut server, took) = start(&url);
         stop(&mut server.child);
         fresh.push(took);
     }
-    rows.push(("cold start to ready, SQLite, new file + migrations".into(), summary(&mut fresh)));
+    rows.push((
+        "cold start to ready, SQLite, new file + migrations".into(),
+        summary(&mut fresh),
+    ));
 
     let url = format!("sqlite://{}", dir.path().join("warm.db").display());
     let mut warm = Vec::new();
@@ -38,11 +44,20 @@ fn main() {
         stop(&mut server.child);
         warm.push(took);
     }
-    rows.push(("cold start to ready, SQLite, migrated file".into(), summary(&mut warm)));
+    rows.push((
+        "cold start to ready, SQLite, migrated file".into(),
+        summary(&mut warm),
+    ));
 
     let (mut server, _) = start(&url);
-    rows.push(("idle RSS after 100 requests, SQLite".into(), idle_rss(&server)));
-    rows.push(("`/healthz` throughput (wrk -t1 -c32 -d10s)".into(), wrk(server.addr)));
+    rows.push((
+        "idle RSS after 100 requests, SQLite".into(),
+        idle_rss(&server),
+    ));
+    rows.push((
+        "`/healthz` throughput (wrk -t1 -c32 -d10s)".into(),
+        wrk(server.addr),
+    ));
     stop(&mut server.child);
 
     let pg = std::env::var("BENCH_DATABASE_URL")
@@ -67,13 +82,25 @@ fn main() {
             stop(&mut server.child);
             times.push(took);
         }
-        rows.push(("cold start to ready, PostgreSQL, migrated database".into(), summary(&mut times)));
+        rows.push((
+            "cold start to ready, PostgreSQL, migrated database".into(),
+            summary(&mut times),
+        ));
         let (mut server, _) = start(&pg_url);
-        rows.push(("idle RSS after 100 requests, PostgreSQL".into(), idle_rss(&server)));
+        rows.push((
+            "idle RSS after 100 requests, PostgreSQL".into(),
+            idle_rss(&server),
+        ));
         stop(&mut server.child);
-        psql(&admin, &format!("drop database if exists {name} with (force)"));
+        psql(
+            &admin,
+            &format!("drop database if exists {name} with (force)"),
+        );
     } else {
-        rows.push(("PostgreSQL".into(), "skipped: set BENCH_DATABASE_URL".into()));
+        rows.push((
+            "PostgreSQL".into(),
+            "skipped: set BENCH_DATABASE_URL".into(),
+        ));
     }
 
     println!("| measure | result |\n|---|---|");
@@ -123,7 +150,10 @@ fn start(database_url: &str) -> (Server, Duration) {
         if get(addr, "/readyz").is_some_and(|status| status == 200) {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "never became ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never became ready"
+        );
         std::thread::sleep(Duration::from_micros(500));
     }
     (Server { child, addr }, started.elapsed())
@@ -132,14 +162,20 @@ fn start(database_url: &str) -> (Server, Duration) {
 /// One HTTP/1.1 GET; returns the status code.
 fn get(addr: SocketAddr, path: &str) -> Option<u16> {
     let mut conn = TcpStream::connect(addr).ok()?;
-    write!(conn, "GET {path} HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n").ok()?;
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut answer = String::new();
     conn.read_to_string(&mut answer).ok()?;
     answer.get(9..12)?.parse().ok()
 }
 
 fn stop(child: &mut Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let _ = child.wait();
 }
 
@@ -149,8 +185,8 @@ fn idle_rss(server: &Server) -> String {
     }
     get(server.addr, "/metrics");
     std::thread::sleep(Duration::from_secs(2));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
-        .unwrap_or_default();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()
@@ -184,7 +220,11 @@ fn wrk(addr: SocketAddr) -> String {
         find("Requests/sec:"),
         find("50%"),
         find("99%"),
-        if text.contains("Non-2xx") { find("Non-2xx or 3xx responses:") } else { "0".into() }
+        if text.contains("Non-2xx") {
+            find("Non-2xx or 3xx responses:")
+        } else {
+            "0".into()
+        }
     )
 }
 
