@@ -149,33 +149,45 @@ impl Store {
                         .synchronous(SqliteSynchronous::Normal);
                     (options, config.max_connections)
                 };
-                probe::<sqlx::SqliteConnection>(&options, connect_timeout, &shown).await?;
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max)
                     .acquire_timeout(connect_timeout)
-                    .connect_with(options)
-                    .await
-                    .map_err(|source| StoreError::Connect {
-                        url: shown.clone(),
-                        source,
-                    })?;
-                Db::Sqlite(pool)
+                    .connect_with(options.clone())
+                    .await;
+                match pool {
+                    Ok(pool) => Db::Sqlite(pool),
+                    Err(e) => {
+                        return Err(explain::<sqlx::SqliteConnection>(
+                            e,
+                            &options,
+                            connect_timeout,
+                            &shown,
+                        )
+                        .await);
+                    }
+                }
             }
             Some(DatabaseBackend::Postgres) => {
                 let options = PgConnectOptions::from_str(url.expose())
                     .map_err(|e| bad_url(&shown, e))?
                     .application_name("idbridge");
-                probe::<sqlx::PgConnection>(&options, connect_timeout, &shown).await?;
                 let pool = PgPoolOptions::new()
                     .max_connections(config.max_connections)
                     .acquire_timeout(connect_timeout)
-                    .connect_with(options)
-                    .await
-                    .map_err(|source| StoreError::Connect {
-                        url: shown.clone(),
-                        source,
-                    })?;
-                Db::Postgres(pool)
+                    .connect_with(options.clone())
+                    .await;
+                match pool {
+                    Ok(pool) => Db::Postgres(pool),
+                    Err(e) => {
+                        return Err(explain::<sqlx::PgConnection>(
+                            e,
+                            &options,
+                            connect_timeout,
+                            &shown,
+                        )
+                        .await);
+                    }
+                }
             }
             None => return Err(StoreError::UnsupportedScheme(url.scheme())),
         };
@@ -201,10 +213,17 @@ impl Store {
     /// Applies every pending migration; returns how many were applied.
     #[tracing::instrument(skip_all)]
     pub async fn migrate(&self) -> Result<usize, StoreError> {
-        let before = self.applied_versions().await.unwrap_or_default().len();
-        on_db!(&self.db, |pool| self.migrator().run(pool).await)?;
-        let after = self.applied_versions().await?.len();
-        Ok(after.saturating_sub(before))
+        const SQL: &str = "select count(*) from _sqlx_migrations where success";
+        let migrator = self.migrator();
+        // One connection throughout: opening another costs a TLS handshake.
+        let (before, after): (i64, i64) = on_db!(&self.db, |pool| {
+            let mut conn = pool.acquire().await?;
+            let before = sqlx::query_scalar(SQL).fetch_one(&mut *conn).await.unwrap_or(0);
+            migrator.run(&mut *conn).await?;
+            let after = sqlx::query_scalar(SQL).fetch_one(&mut *conn).await?;
+            Ok::<_, StoreError>((before, after))
+        })?;
+        Ok(usize::try_from(after.saturating_sub(before)).unwrap_or(0))
     }
 
     async fn applied_versions(&self) -> Result<Vec<i64>, sqlx::Error> {
@@ -253,22 +272,31 @@ impl Store {
     }
 }
 
-/// Opens and closes one connection, so that start-up fails with the driver's own reason
-/// ("connection refused", "password authentication failed") rather than a pool time-out.
-async fn probe<C: sqlx::Connection>(
+/// Turns a pool's connection failure into the driver's own reason. A pool reports only that it
+/// timed out; one direct connection attempt says why ("connection refused", "password
+/// authentication failed").
+async fn explain<C: sqlx::Connection>(
+    pool_error: sqlx::Error,
     options: &<C as sqlx::Connection>::Options,
     timeout: Duration,
     shown: &str,
-) -> Result<(), StoreError> {
+) -> StoreError {
     use sqlx::ConnectOptions;
-    let connect_error = |source| StoreError::Connect {
+    let source = if matches!(pool_error, sqlx::Error::PoolTimedOut) {
+        match tokio::time::timeout(timeout, options.connect()).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                pool_error
+            }
+            Err(_) => pool_error,
+        }
+    } else {
+        pool_error
+    };
+    StoreError::Connect {
         url: shown.to_owned(),
         source,
-    };
-    match tokio::time::timeout(timeout, options.connect()).await {
-        Ok(Ok(conn)) => conn.close().await.map_err(connect_error),
-        Ok(Err(e)) => Err(connect_error(e)),
-        Err(_) => Err(connect_error(sqlx::Error::PoolTimedOut)),
     }
 }
 
