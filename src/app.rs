@@ -10,6 +10,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::ScimAuthenticator;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::http::{self, AppState, Metrics};
@@ -72,11 +73,21 @@ impl AppBuilder {
                 tracing::info!(migrations.applied = applied, "applied database migrations");
             }
         }
+        for (name, source) in &config.sources {
+            store.ensure_source(name, source.kind).await?;
+        }
+        let authenticator = ScimAuthenticator::new(
+            store.clone(),
+            self.clock.clone(),
+            config.scim.rate_limit_per_second,
+            config.scim.rate_limit_burst,
+        );
         let state = AppState {
             config: config.clone(),
             store: store.clone(),
             metrics: Arc::new(Metrics::new()),
             clock: self.clock,
+            authenticator,
         };
         Ok(App {
             router: http::router(state, self.extra_routes),

@@ -3,13 +3,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
 use crate::app::{self, App};
-use crate::clock::SystemClock;
+use crate::auth::{self, ScimToken, TokenLifetime, TokenStatus};
+use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::{self, Config, DatabaseUrl};
+use crate::domain::SourceKind;
 use crate::store::Store;
 use crate::telemetry;
 
@@ -45,12 +49,56 @@ pub enum Command {
     CheckConfig,
     /// Print the version.
     Version,
+    /// Issue, list and revoke the bearer tokens IdPs use on `/scim/v2/<source>`.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
 }
 
-/// A problem with the configuration; `main` exits with status 2 for these.
+/// What to do with SCIM tokens.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token for a configured SCIM source and print it once.
+    Create {
+        /// The source (configured with `kind = "scim"`) the token may provision into.
+        #[arg(long, value_name = "NAME")]
+        source: String,
+        /// How long the token is valid: a whole number of minutes, hours, days or years
+        /// (`30m`, `12h`, `90d`, `1y` = 365 days; at most 100 years), or `never`.
+        #[arg(long, value_name = "DURATION", default_value = "365d")]
+        expires: TokenLifetime,
+        /// A note for people, e.g. which IdP application holds the token.
+        #[arg(long, value_name = "TEXT")]
+        label: Option<String>,
+    },
+    /// List tokens (newest first) with their status; never shows secrets.
+    List {
+        /// Only the tokens of this source.
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
+    },
+    /// Revoke a token; requests with it are refused within seconds.
+    Revoke {
+        /// The token's prefix as shown by `idbridge token list` (preferred), or the whole token.
+        #[arg(value_name = "PREFIX")]
+        prefix: String,
+    },
+}
+
+/// A problem with the configuration or the command line; `main` exits with status 2 for these.
 #[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct UsageError(#[from] config::ConfigError);
+pub enum UsageError {
+    /// The configuration does not load or is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The command line asks for something the configuration does not allow.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The longest `--label` accepted, in characters.
+const MAX_LABEL_CHARS: usize = 200;
 
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -91,7 +139,247 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("press Ctrl-C to stop");
             serve(config).await
         }
+        Command::Token { ref command } => {
+            let config = load(&cli)?;
+            match command {
+                TokenCommand::Create {
+                    source,
+                    expires,
+                    label,
+                } => {
+                    let label = check_label(label.as_deref())?;
+                    check_scim_source(&config, source)?;
+                    init_logs(&config)?;
+                    let (store, clock) = open_store(&config).await?;
+                    let result = token_create(&store, &*clock, source, *expires, label).await;
+                    store.close().await;
+                    result
+                }
+                TokenCommand::List { source } => {
+                    init_logs(&config)?;
+                    let (store, clock) = open_store(&config).await?;
+                    let result = token_list(&store, &*clock, source.as_deref()).await;
+                    store.close().await;
+                    result
+                }
+                TokenCommand::Revoke { prefix } => {
+                    let prefix = prefix_argument(prefix)?;
+                    init_logs(&config)?;
+                    let (store, clock) = open_store(&config).await?;
+                    let result = token_revoke(&store, &*clock, &prefix).await;
+                    store.close().await;
+                    result
+                }
+            }
+        }
     }
+}
+
+/// Connects to the configured database and brings its schema up to date (or, with
+/// `database.migrate_on_start = false`, insists that it is).
+async fn open_store(config: &Config) -> anyhow::Result<(Store, SharedClock)> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let store = Store::connect(&config.database, clock.clone()).await?;
+    let ready = if config.database.migrate_on_start {
+        store
+            .migrate()
+            .await
+            .map(|_| ())
+            .map_err(anyhow::Error::from)
+    } else {
+        store.readiness().await.map_err(anyhow::Error::from)
+    };
+    if let Err(e) = ready {
+        store.close().await;
+        return Err(e);
+    }
+    Ok((store, clock))
+}
+
+/// `--source` must name a source configured with `kind = "scim"`.
+fn check_scim_source(config: &Config, name: &str) -> Result<(), UsageError> {
+    if config
+        .sources
+        .get(name)
+        .is_some_and(|s| s.kind == SourceKind::Scim)
+    {
+        return Ok(());
+    }
+    let configured: Vec<&str> = config.sources_of(SourceKind::Scim).collect();
+    let configured = if configured.is_empty() {
+        "none (add `[sources.<name>] kind = \"scim\"` to the configuration)".to_owned()
+    } else {
+        configured.join(", ")
+    };
+    let shown: String = name.chars().take(64).collect();
+    Err(UsageError::Invalid(format!(
+        "source `{}` is not configured as a SCIM source; configured SCIM sources: {configured}",
+        shown.escape_debug()
+    )))
+}
+
+/// A label is one line of at most [`MAX_LABEL_CHARS`] characters; empty means none.
+fn check_label(label: Option<&str>) -> Result<Option<String>, UsageError> {
+    let Some(label) = label.map(str::trim).filter(|l| !l.is_empty()) else {
+        return Ok(None);
+    };
+    if label.chars().any(char::is_control) {
+        return Err(UsageError::Invalid(
+            "--label: must be one line without control characters".into(),
+        ));
+    }
+    if label.chars().count() > MAX_LABEL_CHARS {
+        return Err(UsageError::Invalid(format!(
+            "--label: at most {MAX_LABEL_CHARS} characters"
+        )));
+    }
+    Ok(Some(label.to_owned()))
+}
+
+/// The prefix in `idbridge token revoke <PREFIX>`: a prefix, or a whole token to take it from.
+/// The argument is never echoed back, in case it is a mistyped secret.
+fn prefix_argument(argument: &str) -> Result<String, UsageError> {
+    let argument = argument.trim();
+    if let Some((prefix, _)) = auth::token::parse(argument) {
+        return Ok(prefix.to_owned());
+    }
+    let lower = argument.to_ascii_lowercase();
+    if auth::token::is_prefix(&lower) {
+        return Ok(lower);
+    }
+    Err(UsageError::Invalid(
+        "expected a token prefix (8 hex characters, as shown by `idbridge token list`) \
+         or a whole token"
+            .into(),
+    ))
+}
+
+async fn token_create(
+    store: &Store,
+    clock: &dyn Clock,
+    source: &str,
+    lifetime: TokenLifetime,
+    label: Option<String>,
+) -> anyhow::Result<()> {
+    let registered = store
+        .ensure_source(source, SourceKind::Scim)
+        .await
+        .with_context(|| format!("cannot register source `{source}`"))?;
+    let expires_at = lifetime.expires_at(clock.now());
+    let (token, record) = auth::issue_token(store, registered.id, label, expires_at)
+        .await
+        .context("cannot issue a token")?;
+    let expiry = expires_at.map_or_else(
+        || "never expires".to_owned(),
+        |at| format!("expires {}", when(at)),
+    );
+    println!("token {} for source `{source}` ({expiry}):", record.prefix);
+    println!();
+    println!("    {}", token.expose());
+    println!();
+    println!("It cannot be shown again: store it in the IdP's provisioning settings now.");
+    println!("SCIM base URL path: /scim/v2/{source} (append it to this server's public URL)");
+    Ok(())
+}
+
+async fn token_list(store: &Store, clock: &dyn Clock, source: Option<&str>) -> anyhow::Result<()> {
+    let sources = store.sources().await?;
+    let filter = match source {
+        None => None,
+        Some(name) => match sources.iter().find(|s| s.name == name) {
+            Some(s) => Some(s.id),
+            None => bail!(
+                "no source `{}` has tokens (a source is registered by its first `idbridge token create`)",
+                name.escape_debug()
+            ),
+        },
+    };
+    let tokens = store.scim_tokens(filter).await?;
+    if tokens.is_empty() {
+        println!("no tokens");
+        return Ok(());
+    }
+    let now = clock.now();
+    let source_name = |t: &ScimToken| {
+        sources
+            .iter()
+            .find(|s| s.id == t.source_id)
+            .map_or_else(|| t.source_id.to_string(), |s| s.name.clone())
+    };
+    let header = [
+        "PREFIX",
+        "SOURCE",
+        "LABEL",
+        "CREATED",
+        "EXPIRES",
+        "LAST USED",
+        "STATUS",
+    ];
+    let mut rows: Vec<[String; 7]> = vec![header.map(str::to_owned)];
+    for t in &tokens {
+        rows.push([
+            t.prefix.clone(),
+            source_name(t),
+            t.label
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), |l| l.chars().map(printable).collect()),
+            when(t.created_at),
+            t.expires_at.map_or_else(|| "never".to_owned(), when),
+            t.last_used_at.map_or_else(|| "never".to_owned(), when),
+            t.status(now).to_string(),
+        ]);
+    }
+    let mut widths = [0usize; 7];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    Ok(())
+}
+
+async fn token_revoke(store: &Store, clock: &dyn Clock, prefix: &str) -> anyhow::Result<()> {
+    let Some(token) = store.scim_token_by_prefix(prefix).await? else {
+        bail!("no token with prefix {prefix}");
+    };
+    if let Some(at) = token.revoked_at {
+        bail!("token {prefix} was already revoked at {}", when(at));
+    }
+    let was_expired = token.status(clock.now()) == TokenStatus::Expired;
+    if !store.revoke_scim_token(prefix).await? {
+        bail!("token {prefix} was already revoked");
+    }
+    let source = store
+        .sources()
+        .await?
+        .into_iter()
+        .find(|s| s.id == token.source_id)
+        .map_or_else(|| token.source_id.to_string(), |s| s.name);
+    let note = if was_expired {
+        "; it had already expired"
+    } else {
+        "; requests with it are refused within 5 seconds"
+    };
+    println!("revoked token {prefix} of source `{source}`{note}");
+    Ok(())
+}
+
+/// A timestamp in listings: minutes, UTC.
+fn when(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%MZ").to_string()
+}
+
+/// Control characters in stored text become `?` on the terminal.
+fn printable(c: char) -> char {
+    if c.is_control() { '?' } else { c }
 }
 
 fn load(cli: &Cli) -> Result<Config, UsageError> {
@@ -107,4 +395,62 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     app::cancel_on_signals(app.shutdown_token());
     app.run().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SourceConfig;
+
+    #[test]
+    fn revoke_takes_a_prefix_or_the_prefix_of_a_whole_token_and_never_echoes_other_input() {
+        assert_eq!(prefix_argument("0123abcd").unwrap(), "0123abcd");
+        assert_eq!(prefix_argument(" 0123ABCD ").unwrap(), "0123abcd");
+        let token = format!("idb_0123abcd_{}", "f".repeat(64));
+        assert_eq!(prefix_argument(&token).unwrap(), "0123abcd");
+        let mistyped = format!("idb_0123abcd_{}", "f".repeat(63));
+        let message = prefix_argument(&mistyped).unwrap_err().to_string();
+        assert!(!message.contains("fff"), "{message}");
+        for bad in ["", "0123abc", "0123abcde", "0123abcg", "ünicode!"] {
+            assert!(prefix_argument(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn token_create_needs_a_source_configured_as_scim_and_lists_the_ones_that_are() {
+        let mut config = Config::default();
+        let none = check_scim_source(&config, "entra").unwrap_err().to_string();
+        assert!(none.contains("`entra`") && none.contains("none"), "{none}");
+        config.sources.insert(
+            "okta".into(),
+            SourceConfig {
+                kind: SourceKind::Okta,
+            },
+        );
+        config.sources.insert(
+            "entra".into(),
+            SourceConfig {
+                kind: SourceKind::Scim,
+            },
+        );
+        check_scim_source(&config, "entra").expect("scim source");
+        let polled = check_scim_source(&config, "okta").unwrap_err().to_string();
+        assert!(
+            polled.contains("`okta`") && polled.contains("configured SCIM sources: entra"),
+            "{polled}"
+        );
+    }
+
+    #[test]
+    fn labels_are_one_trimmed_line_of_bounded_length() {
+        assert_eq!(check_label(None).unwrap(), None);
+        assert_eq!(check_label(Some("  ")).unwrap(), None);
+        assert_eq!(
+            check_label(Some(" Entra prod ")).unwrap().as_deref(),
+            Some("Entra prod")
+        );
+        assert!(check_label(Some("a\nb")).is_err());
+        assert!(check_label(Some("\u{1b}[31mred")).is_err());
+        assert!(check_label(Some(&"x".repeat(MAX_LABEL_CHARS + 1))).is_err());
+    }
 }

@@ -9,14 +9,18 @@
 //! - [`telemetry`]: tracing subscriber set-up (text or JSON).
 //! - [`clock`]: the injected source of "now".
 //! - [`domain`]: plain data types shared by every layer; no I/O.
+//! - [`auth`]: SCIM bearer tokens (issue, verify, rate-limit).
 //! - [`store`]: persistence on SQLite or PostgreSQL; the only module that uses sqlx.
-//! - [`http`]: axum routers and middleware: health, readiness, metrics.
+//! - [`http`]: axum routers and middleware: health, readiness, metrics, SCIM.
+//! - [`scim`]: SCIM 2.0 as a protocol (schemas, filters, PATCH, discovery); no I/O.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod scim;
 pub mod store;
 pub mod telemetry;

@@ -25,6 +25,7 @@ fn config_with_every_option_set() -> Config {
     Config {
         server: ServerConfig {
             metrics_token: Some(Secret::new("x".repeat(20))),
+            public_url: Some("https://idbridge.example.com".into()),
             ..ServerConfig::default()
         },
         ..Config::default()

@@ -10,12 +10,15 @@
 mod load;
 mod secret;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, ENV_PREFIX, load};
+
+use crate::domain::SourceKind;
 pub use secret::{DatabaseBackend, DatabaseUrl, REDACTED, Secret};
 
 /// Everything idbridge can be told.
@@ -28,6 +31,58 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The SCIM 2.0 service provider.
+    pub scim: ScimConfig,
+    /// Identity sources by name. A `scim` source is served at `/scim/v2/<name>`.
+    pub sources: BTreeMap<String, SourceConfig>,
+}
+
+/// One identity source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `scim` (pushed to idbridge), or a polled IdP: `okta`, `entra`, `google`, `ldap`, `csv`.
+    pub kind: SourceKind,
+}
+
+/// The SCIM 2.0 service provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScimConfig {
+    /// Most resources one list or search page returns (advertised as `filter.maxResults`).
+    pub max_page_size: usize,
+    /// Page size when a request gives no `count`.
+    pub default_page_size: usize,
+    /// Longest filter expression accepted, in bytes.
+    pub max_filter_length: usize,
+    /// Most operations in one PATCH request.
+    pub max_patch_operations: usize,
+    /// Most member values one PATCH request may add, replace or remove.
+    pub max_members_per_patch: usize,
+    /// Most operations in one Bulk request (advertised as `bulk.maxOperations`).
+    pub bulk_max_operations: usize,
+    /// Largest Bulk request body in bytes (advertised as `bulk.maxPayloadSize`).
+    pub bulk_max_payload_bytes: usize,
+    /// Sustained requests per second allowed per token; more are answered 429.
+    pub rate_limit_per_second: u32,
+    /// Requests a token may make in a burst above the sustained rate.
+    pub rate_limit_burst: u32,
+}
+
+impl Default for ScimConfig {
+    fn default() -> Self {
+        Self {
+            max_page_size: 1000,
+            default_page_size: 100,
+            max_filter_length: 4096,
+            max_patch_operations: 1000,
+            max_members_per_patch: 10_000,
+            bulk_max_operations: 1000,
+            bulk_max_payload_bytes: 1024 * 1024,
+            rate_limit_per_second: 50,
+            rate_limit_burst: 200,
+        }
+    }
 }
 
 /// The HTTP server.
@@ -44,6 +99,9 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// When set, `/metrics` requires `Authorization: Bearer <token>`.
     pub metrics_token: Option<Secret>,
+    /// The URL clients reach idbridge at (e.g. `https://idbridge.example.com`), used in SCIM
+    /// `meta.location`, `$ref` and `Location`. Unset: taken from each request's `Host`.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +112,7 @@ impl Default for ServerConfig {
             body_limit_bytes: 1024 * 1024,
             shutdown_grace_secs: 30,
             metrics_token: None,
+            public_url: None,
         }
     }
 }
@@ -154,6 +213,41 @@ impl Config {
         {
             problems.push("server.metrics_token: must be at least 16 characters".into());
         }
+        if let Some(url) = &self.server.public_url {
+            match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => problems.push(format!(
+                    "server.public_url: `{url}` is not an absolute http(s) URL"
+                )),
+            }
+        }
+        for name in self.sources.keys() {
+            if !is_valid_source_name(name) {
+                problems.push(format!(
+                    "sources.{name}: a source name is 1 to 63 lower-case letters, digits and `-`, \
+                     starting with a letter or digit (it appears in URLs)"
+                ));
+            }
+        }
+        let scim = &self.scim;
+        for (key, value) in [
+            ("max_page_size", scim.max_page_size),
+            ("default_page_size", scim.default_page_size),
+            ("max_filter_length", scim.max_filter_length),
+            ("max_patch_operations", scim.max_patch_operations),
+            ("max_members_per_patch", scim.max_members_per_patch),
+            ("bulk_max_operations", scim.bulk_max_operations),
+            ("bulk_max_payload_bytes", scim.bulk_max_payload_bytes),
+            ("rate_limit_per_second", scim.rate_limit_per_second as usize),
+            ("rate_limit_burst", scim.rate_limit_burst as usize),
+        ] {
+            if value == 0 {
+                problems.push(format!("scim.{key}: must be at least 1"));
+            }
+        }
+        if scim.default_page_size > scim.max_page_size {
+            problems.push("scim.default_page_size: must not exceed scim.max_page_size".into());
+        }
         if let Err(e) = crate::telemetry::parse_filter(&self.log.filter) {
             problems.push(format!("log.filter: {e}"));
         }
@@ -164,8 +258,42 @@ impl Config {
         }
     }
 
+    /// The names of the sources of `kind`.
+    pub fn sources_of(&self, kind: SourceKind) -> impl Iterator<Item = &str> {
+        self.sources
+            .iter()
+            .filter(move |(_, s)| s.kind == kind)
+            .map(|(name, _)| name.as_str())
+    }
+
     /// The effective configuration as TOML, with every secret shown as `***`.
     pub fn render_redacted(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Source names appear in URLs (`/scim/v2/<name>`); Okta refuses base URLs with `_`.
+fn is_valid_source_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_names_are_url_safe_without_underscores() {
+        for ok in ["entra", "okta-prod", "a", "idp2"] {
+            assert!(is_valid_source_name(ok), "{ok}");
+        }
+        for bad in ["", "Entra", "okta_prod", "-x", "a/b", &"x".repeat(64)] {
+            assert!(!is_valid_source_name(bad), "{bad}");
+        }
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! Layers, outermost first: request id (set from `x-request-id` or a fresh UUID), trace span
 //! (method, path, request id, route), request-id propagation to the response, metrics,
-//! timeout (408), body-size limit (413). Routes: `/healthz`, `/readyz`, `/metrics`.
+//! timeout (408), body-size limit (413). Routes: `/healthz`, `/readyz`, `/metrics`, and SCIM
+//! 2.0 under `/scim/v2/{source}`.
 
 mod health;
+pub mod json;
 pub mod metrics;
+mod scim;
 
 use std::sync::Arc;
 
@@ -19,6 +22,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::ScimAuthenticator;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::store::Store;
@@ -34,6 +38,7 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub clock: SharedClock,
+    pub authenticator: ScimAuthenticator,
 }
 
 /// The full router: idbridge's routes plus `extra` (used by embedders and tests), behind the
@@ -44,6 +49,7 @@ pub fn router(state: AppState, extra: Router) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
         .with_state(state.clone())
+        .merge(scim::router(state.clone()))
         .merge(extra)
         .route_layer(middleware::from_fn(metrics::remember_route));
 

@@ -15,8 +15,12 @@
 //! Migrations live in `migrations/sqlite` and `migrations/postgres` under identical names.
 
 mod accounts;
+mod audit;
 mod identities;
 mod links;
+mod scim;
+pub(crate) mod scim_query;
+mod scim_tokens;
 mod settings;
 mod sources;
 mod targets;
@@ -28,6 +32,9 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
+
+pub use audit::{AuditEntry, GENESIS_HASH, NewAuditEntry, entry_hash};
+pub use scim::{GroupRef, Member, MemberKind, ScimKind, ScimQuery, ScimRecord};
 
 use crate::clock::SharedClock;
 use crate::config::{DatabaseBackend, DatabaseConfig};
@@ -54,6 +61,42 @@ macro_rules! on_db {
     };
 }
 pub(crate) use on_db;
+
+/// A write transaction on whichever backend is active. SQLite transactions start with
+/// `BEGIN IMMEDIATE`, so that two writers queue for the lock instead of failing on upgrade.
+pub(crate) enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Runs one sqlx expression on the connection of a [`Tx`]; `$conn` is a `&mut` connection
+/// (reborrow it as `&mut *$conn` to use it more than once).
+macro_rules! on_tx {
+    ($tx:expr, |$conn:ident| $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+            $crate::store::Tx::Postgres(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_tx;
+
+impl Tx {
+    /// Commits the transaction.
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +126,15 @@ pub enum StoreError {
     /// A stored value could not be read back as its domain type.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// The row does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The row changed since it was read (ETag mismatch or a concurrent write).
+    #[error("the resource has changed since it was read")]
+    VersionMismatch,
+    /// The request cannot be expressed (e.g. an unsupported filter).
+    #[error("{0}")]
+    Invalid(crate::scim::ScimError),
     /// Any other database error.
     #[error("database error: {0}")]
     Database(sqlx::Error),
@@ -195,6 +247,14 @@ impl Store {
         Ok(Self { db, clock })
     }
 
+    /// Starts a write transaction.
+    pub(crate) async fn begin_write(&self) -> Result<Tx, StoreError> {
+        Ok(match &self.db {
+            Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("begin immediate").await?),
+            Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
     /// Which backend this store runs on.
     pub fn backend(&self) -> DatabaseBackend {
         match self.db {
@@ -218,7 +278,10 @@ impl Store {
         // One connection throughout: opening another costs a TLS handshake.
         let (before, after): (i64, i64) = on_db!(&self.db, |pool| {
             let mut conn = pool.acquire().await?;
-            let before = sqlx::query_scalar(SQL).fetch_one(&mut *conn).await.unwrap_or(0);
+            let before = sqlx::query_scalar(SQL)
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap_or(0);
             migrator.run(&mut *conn).await?;
             let after = sqlx::query_scalar(SQL).fetch_one(&mut *conn).await?;
             Ok::<_, StoreError>((before, after))

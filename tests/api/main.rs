@@ -9,3 +9,4 @@ mod middleware;
 mod secrets;
 mod shutdown;
 mod store_contract;
+mod tokens;
