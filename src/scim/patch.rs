@@ -488,7 +488,14 @@ fn multi_plain(
             holder.remove(name);
         }
         OpKind::Remove => {
-            if let Some(Value::Array(items)) = holder.get_mut(name) {
+            let Some(Value::Array(items)) = holder.get_mut(name) else {
+                return Ok(());
+            };
+            if is_members(r.attr) {
+                // Members are matched on their id alone: `display` and `type` may differ.
+                let ids: HashSet<&str> = given.iter().filter_map(member_id).collect();
+                items.retain(|item| member_id(item).is_none_or(|id| !ids.contains(id)));
+            } else {
                 items.retain(|item| !given.iter().any(|pattern| contains(item, pattern)));
             }
         }
@@ -882,6 +889,8 @@ mod tests {
         let out =
             group(json!([{"op":"Remove","path":"members","value":[{"value":"gone"}]}])).unwrap();
         assert_eq!(out, group_doc());
+        let out = group(json!([{"op":"Remove","path":"members","value":[{"value":"u1","display":"stale","type":"User"}]}])).unwrap();
+        assert_eq!(member_ids(&out), vec![BOB]);
         let out = group(json!([{"op":"remove","path":"members"}])).unwrap();
         assert!(out.get("members").is_none());
     }
@@ -1188,6 +1197,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(member_values(&ops), 5);
+    }
+
+    #[test]
+    fn zz_timing_probe() {
+        let members: Vec<Value> = (0..10_000)
+            .map(|i| json!({"value":format!("user-{i}"),"type":"User","display":format!("u{i}")}))
+            .collect();
+        let doc = json!({"schemas":[GROUP_SCHEMA],"displayName":"Big","members":members});
+        let ops: Vec<Value> = (0..100)
+            .map(|i| json!({"op":"remove","path":format!("members[value eq \"user-{}\"]", i * 7)}))
+            .collect();
+        let ops = parse_request(&body(Value::Array(ops)), 1000).unwrap();
+        let t = std::time::Instant::now();
+        let out = apply(&GROUP_TYPE, "g", &doc, &ops).unwrap();
+        eprintln!("100 filtered removes on 10k members: {:?}", t.elapsed());
+        assert_eq!(out["members"].as_array().unwrap().len(), 9_900);
+        let add: Vec<Value> = (0..1000)
+            .map(|i| json!({"value":format!("new-{i}")}))
+            .collect();
+        let ops = parse_request(
+            &body(json!([{"op":"add","path":"members","value":add}])),
+            10,
+        )
+        .unwrap();
+        let t = std::time::Instant::now();
+        apply(&GROUP_TYPE, "g", &doc, &ops).unwrap();
+        eprintln!("1000 adds on 10k members: {:?}", t.elapsed());
     }
 
     #[test]

@@ -184,8 +184,11 @@ fn keys(kind: ScimKind, doc: &Value) -> Result<Keys, StoreError> {
     })
 }
 
+/// A member as the document names it: id, optional type and display name.
+type RawMember = (String, Option<String>, Option<String>);
+
 /// Splits `members` off a group document.
-fn split_members(mut doc: Value) -> (Value, Vec<(String, Option<String>, Option<String>)>) {
+fn split_members(mut doc: Value) -> (Value, Vec<RawMember>) {
     let mut members = Vec::new();
     if let Some(obj) = doc.as_object_mut() {
         let key = obj
@@ -551,6 +554,10 @@ impl Store {
     /// Replaces a resource's document (PUT, or the result of a PATCH). `if_version`, when
     /// given, must be the stored version. Writing an identical document changes nothing.
     #[tracing::instrument(skip_all, fields(scim.kind = kind.noun(), scim.id = %id))]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "resource, precondition, document and audit facts"
+    )]
     pub async fn scim_replace(
         &self,
         kind: ScimKind,
@@ -812,7 +819,7 @@ impl Store {
         &self,
         tx: &mut Tx,
         source: SourceId,
-        members: Vec<(String, Option<String>, Option<String>)>,
+        members: Vec<RawMember>,
     ) -> Result<Vec<Member>, StoreError> {
         let mut wanted: BTreeMap<Uuid, (Option<String>, Option<String>)> = BTreeMap::new();
         for (value, kind, display) in members {

@@ -193,13 +193,26 @@ fn keys_under(r: &Resolved) -> Vec<String> {
         .collect()
 }
 
-/// The comparison part of a condition on column `col` (already qualified).
+/// The columns a comparison may read, by the form of the value.
+#[derive(Clone, Copy)]
+struct Columns {
+    text: &'static str,
+    lower: &'static str,
+    time: &'static str,
+    boolean: &'static str,
+}
+
+const VALUE_COLUMNS: Columns = Columns {
+    text: "v.value_text",
+    lower: "v.value_lower",
+    time: "v.value_time",
+    boolean: "v.value_bool",
+};
+
+/// The comparison part of a condition on the columns `cols`.
 fn compare(
     sql: &mut Sql,
-    col_text: &'static str,
-    col_lower: &'static str,
-    col_time: &'static str,
-    col_bool: &'static str,
+    cols: Columns,
     def_ty: AttrType,
     case_exact: bool,
     op: CompareOp,
@@ -216,7 +229,7 @@ fn compare(
             if !matches!(op, CompareOp::Eq | CompareOp::Ne) {
                 return Err(invalid("a boolean attribute supports only eq and ne"));
             }
-            sql.push(col_bool).push(" = ").bind(Param::Bool(b));
+            sql.push(cols.boolean).push(" = ").bind(Param::Bool(b));
             Ok(())
         }
         AttrType::DateTime => {
@@ -231,7 +244,7 @@ fn compare(
             let op = ordering_op(op).ok_or_else(|| {
                 invalid("a dateTime attribute supports eq, ne, gt, ge, lt and le")
             })?;
-            sql.push(col_time).push(op).bind(Param::Time(t));
+            sql.push(cols.time).push(op).bind(Param::Time(t));
             Ok(())
         }
         AttrType::Integer | AttrType::Decimal | AttrType::Complex => Err(invalid(
@@ -242,9 +255,9 @@ fn compare(
                 return Err(invalid("a string attribute compares with a string"));
             };
             let (col, lit) = if case_exact {
-                (col_text, s.clone())
+                (cols.text, s.clone())
             } else {
-                (col_lower, s.to_lowercase())
+                (cols.lower, s.to_lowercase())
             };
             match op {
                 CompareOp::Eq | CompareOp::Ne => {
@@ -370,17 +383,7 @@ fn value_compare(
     op: CompareOp,
     value: &CompValue,
 ) -> Result<(), ScimError> {
-    compare(
-        sql,
-        "v.value_text",
-        "v.value_lower",
-        "v.value_time",
-        "v.value_bool",
-        def.ty,
-        def.case_exact,
-        op,
-        value,
-    )
+    compare(sql, VALUE_COLUMNS, def.ty, def.case_exact, op, value)
 }
 
 fn member_compare(
@@ -391,17 +394,13 @@ fn member_compare(
 ) -> Result<(), ScimError> {
     let c = col.column();
     sql.push(c).push(" is not null and ");
-    compare(
-        sql,
-        c,
-        c,
-        c,
-        c,
-        AttrType::String,
-        col.case_exact(),
-        op,
-        value,
-    )
+    let cols = Columns {
+        text: c,
+        lower: c,
+        time: c,
+        boolean: c,
+    };
+    compare(sql, cols, AttrType::String, col.case_exact(), op, value)
 }
 
 /// `path pr` (or, with `absent`, `path eq null`).

@@ -6,6 +6,7 @@ mod cli;
 mod health;
 mod metrics;
 mod middleware;
+mod scim_filter_sql;
 mod secrets;
 mod shutdown;
 mod store_contract;

@@ -274,10 +274,10 @@ pub(super) async fn bulk(State(state): State<AppState>, ctx: Ctx, req: Request) 
             }
             match run(&state, &ctx, op, &path, data).await {
                 Ok((status, loc, version)) => {
-                    if let (Some(b), Some(l)) = (&op.bulk_id, &loc) {
-                        if let Some(id) = l.rsplit('/').next() {
-                            ids.insert(b.clone(), id.to_owned());
-                        }
+                    if let (Some(b), Some(l)) = (&op.bulk_id, &loc)
+                        && let Some(id) = l.rsplit('/').next()
+                    {
+                        ids.insert(b.clone(), id.to_owned());
                     }
                     entry["status"] = Value::from(status.as_u16().to_string());
                     if let Some(l) = loc {
