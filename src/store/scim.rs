@@ -487,7 +487,7 @@ impl Store {
         let k = keys(kind, &doc)?;
         let mut tx = self.begin_write().await?;
         self.check_unique(&mut tx, kind, source, None, &k).await?;
-        let members = self.resolve_members(&mut tx, source, members).await?;
+        let (members, ignored) = self.resolve_members(&mut tx, source, members).await?;
         const INSERT_USER: &str = "insert into scim_users (id, source_id, user_name, user_name_lower, \
              external_id, active, document, version, created_at, updated_at) \
              values ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)";
@@ -535,6 +535,9 @@ impl Store {
         let mut detail = json!({ "source_id": source.0, "after": doc });
         if kind == ScimKind::Group {
             detail["members_added"] = member_ids(&members);
+            if !ignored.is_empty() {
+                detail["members_ignored"] = capped_ids(&ignored.iter().map(String::as_str).collect::<Vec<_>>());
+            }
         }
         self.append_audit(&mut tx, &audit(actor, kind, "create", id, detail))
             .await?;
@@ -584,10 +587,10 @@ impl Store {
         } else {
             Vec::new()
         };
-        let members = if kind == ScimKind::Group {
+        let (members, ignored) = if kind == ScimKind::Group {
             self.resolve_members(&mut tx, source, new_members).await?
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         let members_same = {
             let a: HashSet<_> = old_members
@@ -644,6 +647,10 @@ impl Store {
                     .await?;
                 detail["members_added"] = added;
                 detail["members_removed"] = removed;
+                if !ignored.is_empty() {
+                    let ids: Vec<&str> = ignored.iter().map(String::as_str).collect();
+                    detail["members_ignored"] = capped_ids(&ids);
+                }
             }
         }
         self.write_values(&mut tx, kind, source, id, &doc, current.created_at, now)
@@ -814,30 +821,33 @@ impl Store {
         Ok(())
     }
 
-    /// Checks each member is a User or Group of the source and fixes its type.
+    /// Keeps the members that are Users or Groups of the source, with their actual type, and
+    /// returns the values that are not. Ids are assigned by idbridge, so an unknown one can
+    /// never become valid later: it is dropped (and reported in the audit entry) rather than
+    /// failing the whole request, as IdPs and compliance suites expect.
     async fn resolve_members(
         &self,
         tx: &mut Tx,
         source: SourceId,
         members: Vec<RawMember>,
-    ) -> Result<Vec<Member>, StoreError> {
-        let mut wanted: BTreeMap<Uuid, (Option<String>, Option<String>)> = BTreeMap::new();
-        for (value, kind, display) in members {
-            let id = Uuid::parse_str(value.trim()).map_err(|_| {
-                StoreError::MissingReference(format!(
-                    "member `{}` is not a User or Group of this source",
-                    short(&value)
-                ))
-            })?;
-            wanted.insert(id, (kind, display));
+    ) -> Result<(Vec<Member>, Vec<String>), StoreError> {
+        let mut ignored = Vec::new();
+        let mut wanted: BTreeMap<Uuid, Option<String>> = BTreeMap::new();
+        for (value, _kind, display) in members {
+            match Uuid::parse_str(value.trim()) {
+                Ok(id) => {
+                    wanted.insert(id, display);
+                }
+                Err(_) => ignored.push(short(&value)),
+            }
         }
         let ids: Vec<Uuid> = wanted.keys().copied().collect();
         let mut users = HashSet::new();
         let mut groups = HashSet::new();
         for chunk in ids.chunks(500) {
-            for (table, found) in [("scim_users", &mut users), ("scim_groups", &mut groups)] {
+            for (is_users, found) in [(true, &mut users), (false, &mut groups)] {
                 let mut sql = Sql::new(self.dialect());
-                sql.push(if table == "scim_users" {
+                sql.push(if is_users {
                     "select id from scim_users where source_id = "
                 } else {
                     "select id from scim_groups where source_id = "
@@ -851,42 +861,37 @@ impl Store {
                 }
                 sql.push(")");
                 let rows: Vec<Uuid> = on_tx!(tx, |conn| {
-                    bind_params!(
-                        sqlx::query_scalar(AssertSqlSafe(sql.text.as_str())),
-                        &sql.params
-                    )
-                    .fetch_all(&mut *conn)
-                    .await
+                    bind_params!(sqlx::query_scalar(AssertSqlSafe(sql.text.as_str())), &sql.params)
+                        .fetch_all(&mut *conn)
+                        .await
                 })?;
                 found.extend(rows);
             }
         }
         let mut out = Vec::with_capacity(wanted.len());
-        for (id, (kind, display)) in wanted {
-            let actual = if users.contains(&id) {
+        for (id, display) in wanted {
+            let kind = if users.contains(&id) {
                 MemberKind::User
             } else if groups.contains(&id) {
                 MemberKind::Group
             } else {
-                return Err(StoreError::MissingReference(format!(
-                    "member `{id}` is not a User or Group of this source"
-                )));
+                ignored.push(id.to_string());
+                continue;
             };
-            if let Some(k) = kind
-                && !k.eq_ignore_ascii_case(actual.as_str())
-            {
-                return Err(StoreError::MissingReference(format!(
-                    "member `{id}` is a {}, not a {k}",
-                    actual.as_str()
-                )));
-            }
             out.push(Member {
                 value: id.to_string(),
-                kind: actual,
+                kind,
                 display,
             });
         }
-        Ok(out)
+        if !ignored.is_empty() {
+            tracing::warn!(
+                source.id = %source,
+                members.ignored = ignored.len(),
+                "ignored group members that are not Users or Groups of this source"
+            );
+        }
+        Ok((out, ignored))
     }
 
     /// Brings a group's member rows from `old` to `new`; returns the ids added and removed.
