@@ -221,7 +221,8 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     }
 }
 
-fn is_urn(key: &str) -> bool {
+/// Whether `key` starts with `urn:` (any case).
+pub(crate) fn is_urn(key: &str) -> bool {
     strip_prefix_ci(key, "urn:").is_some()
 }
 
