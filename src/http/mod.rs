@@ -62,6 +62,7 @@ pub fn router(state: AppState, extra: Router) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             server.request_timeout(),
         ))
+        .layer(middleware::from_fn(scim::scim_error_bodies))
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             metrics::track,

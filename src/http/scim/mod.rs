@@ -92,6 +92,27 @@ pub(super) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Gives SCIM clients a SCIM error body for the answers the shared middleware produces
+/// before a SCIM handler runs (413 for an oversized body, 408 for a timeout).
+pub(super) async fn scim_error_bodies(req: Request, next: axum::middleware::Next) -> Response {
+    let is_scim = req.uri().path().starts_with("/scim/");
+    let response = next.run(req).await;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|ct| ct.as_bytes() != SCIM_JSON.as_bytes());
+    if is_scim && plain && matches!(status.as_u16(), 408 | 413) {
+        let detail = if status.as_u16() == 413 {
+            "the request body is too large"
+        } else {
+            "the request took too long"
+        };
+        return ScimReply::from(ScimError::new(status.as_u16(), None, detail)).into_response();
+    }
+    response
+}
+
 /// Answers methods a route does not have with a SCIM 405.
 fn scim(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
     route.fallback(method_not_allowed)
