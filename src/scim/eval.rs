@@ -379,7 +379,13 @@ fn compile_compare(
     op: CompareOp,
     value: &CompValue,
 ) -> Result<Plan, ScimError> {
-    let (access, leaf) = resolve(scope, path)?.access();
+    let mut target = resolve(scope, path)?;
+    // A complex attribute compared as a whole compares its `value` (Entra's
+    // `manager eq "<id>"`), as multi-valued ones do.
+    if target.attr.ty == AttrType::Complex && target.sub.is_none() {
+        target.sub = target.attr.sub("value");
+    }
+    let (access, leaf) = target.access();
     let bad = |why: &str| {
         ScimError::invalid_filter(format!("`{} {} …`: {why}", shown(path), op_name(op)))
     };
@@ -841,11 +847,19 @@ mod tests {
     }
 
     #[test]
-    fn complex_attributes_take_only_pr() {
+    fn complex_attributes_without_a_value_take_only_pr() {
         let e = invalid("name eq \"Barbara\"");
         assert!(e.detail.contains("complex"), "{}", e.detail);
-        invalid("manager eq \"26118915\"");
         invalid("meta co \"x\"");
+    }
+
+    #[test]
+    fn a_complex_attribute_with_a_value_compares_its_value_as_entra_does_for_manager() {
+        assert!(user_matches(
+            "manager eq \"26118915-6090-4610-87e4-49d8ca9f808d\""
+        ));
+        assert!(!user_matches("manager eq \"someone-else\""));
+        assert!(user_matches("manager.value sw \"26118915\""));
     }
 
     #[test]

@@ -387,14 +387,39 @@ impl<'l> Parser<'l> {
             }
             let inner = self.parse_value_filter()?;
             if self.mode == Mode::Filter && self.peek() == Some('.') {
-                return Err(self.err_here(
-                    "a sub-attribute after \"]\" is only allowed in PATCH paths; in a filter write \
-                     the comparison inside the brackets",
-                ));
+                // Not RFC 7644 grammar, but what Entra ID sends for a work-email matching
+                // attribute: `emails[type eq "work"].value eq "x"` means
+                // `emails[type eq "work" and value eq "x"]`.
+                self.pos += 1;
+                let sub_start = self.pos;
+                let sub_len = self.name_run_len();
+                if sub_len == 0 {
+                    return Err(self.err_here("expected a sub-attribute name after \"].\""));
+                }
+                let sub = self.text(sub_start, sub_start + sub_len);
+                self.pos = sub_start + sub_len;
+                let sub_path = AttrPath {
+                    urn: None,
+                    name: sub,
+                    sub: None,
+                };
+                let written = self.text(start, self.pos);
+                let leaf = self.parse_operation(start, sub_path, written)?;
+                let both = Filter::And(Box::new(inner), Box::new(leaf));
+                return Ok(Filter::ValuePath(path, Box::new(both)));
             }
             return Ok(Filter::ValuePath(path, Box::new(inner)));
         }
+        self.parse_operation(start, path, written)
+    }
 
+    /// The operator and value after an attribute path that started at `start`.
+    fn parse_operation(
+        &mut self,
+        start: usize,
+        path: AttrPath,
+        written: String,
+    ) -> PResult<Filter> {
         let spaced = self.skip_ws() > 0;
         let op_start = self.pos;
         let op_len = self.name_run_len();
@@ -1505,13 +1530,27 @@ mod tests {
     }
 
     #[test]
-    fn a_sub_attribute_after_a_filter_value_path_is_only_legal_in_patch_paths() {
-        let e = filter_error("emails[type eq \"work\"].value eq \"x\"");
+    fn entras_sub_attribute_after_a_value_path_joins_the_bracketed_filter() {
+        let f = parse_filter(
+            "emails[type eq \"work\"].value eq \"x@y\"",
+            &Limits::default(),
+        )
+        .unwrap();
+        let Filter::ValuePath(attr, inner) = f else {
+            panic!("expected a value path, got {f:?}");
+        };
+        assert_eq!(attr.name, "emails");
+        let Filter::And(a, b) = *inner else {
+            panic!("expected the bracket and the comparison joined by and");
+        };
+        assert!(matches!(*a, Filter::Compare(ref p, CompareOp::Eq, _) if p.name == "type"));
         assert!(
-            e.detail.contains("only allowed in PATCH paths"),
-            "{}",
-            e.detail
+            matches!(*b, Filter::Compare(ref p, CompareOp::Eq, CompValue::String(ref v)) if p.name == "value" && v == "x@y")
         );
+        let pr = parse_filter("emails[type eq \"work\"].value pr", &Limits::default()).unwrap();
+        assert!(matches!(pr, Filter::ValuePath(..)));
+        filter_error("emails[type eq \"work\"]. eq \"x\"");
+        filter_error("emails[type eq \"work\"].value");
     }
 
     #[test]

@@ -198,7 +198,12 @@ impl Store {
                 } else {
                     let options = options
                         .journal_mode(SqliteJournalMode::Wal)
-                        .synchronous(SqliteSynchronous::Normal);
+                        .synchronous(SqliteSynchronous::Normal)
+                        // The default page cache (2 MiB) is small for searchable SCIM values;
+                        // memory-mapped reads avoid a system call per page.
+                        .pragma("cache_size", "-32768")
+                        .pragma("mmap_size", "268435456")
+                        .pragma("temp_store", "memory");
                     (options, config.max_connections)
                 };
                 let pool = SqlitePoolOptions::new()

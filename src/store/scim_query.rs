@@ -159,11 +159,10 @@ fn leaf(rt: &ResourceTypeDef, r: &Resolved) -> Result<Leaf, ScimError> {
     check_supported(rt, r)?;
     let sub = match r.sub {
         Some(s) => Some(s),
-        None if r.attr.multi_valued && r.attr.ty == AttrType::Complex => Some(
-            r.attr
-                .sub("value")
-                .ok_or_else(|| invalid("attribute has no value"))?,
-        ),
+        // A complex attribute compared as a whole compares its `value`, as in `scim::eval`.
+        None if r.attr.ty == AttrType::Complex && r.attr.sub("value").is_some() => {
+            r.attr.sub("value")
+        }
         None => None,
     };
     if is_members(rt, r) {

@@ -153,7 +153,6 @@ pub fn start_time() -> chrono::DateTime<chrono::Utc> {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
-    #[expect(dead_code, reason = "for tests of time-dependent behaviour; none yet")]
     pub clock: Arc<ManualClock>,
     pub store: Store,
     pub db: TestDb,

@@ -7,6 +7,7 @@ mod health;
 mod metrics;
 mod middleware;
 mod scim_bad_input;
+mod scim_bulk;
 mod scim_compliance;
 mod scim_entra;
 mod scim_filter_sql;

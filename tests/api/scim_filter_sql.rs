@@ -120,6 +120,7 @@ fn leaf() -> impl Strategy<Value = Filter> {
         path("emails", Some("type")),
         ext("department", None),
         ext("manager", Some("value")),
+        ext("manager", None),
     ]);
     prop_oneof![
         4 => (string_paths.clone(), string_op(), literal()).prop_map(|(p, op, v)| Filter::Compare(p, op, v)),
