@@ -410,8 +410,11 @@ fn compile_compare(
             ));
         }
         AttrType::String | AttrType::Reference | AttrType::Binary => {
-            let CompValue::String(literal) = value else {
-                return Err(bad("a string attribute compares with a quoted string"));
+            // An unquoted number (`employeeNumber eq 701984`, as Entra writes it) is its text.
+            let literal = &match value {
+                CompValue::String(s) => s.clone(),
+                CompValue::Number(n) => n.to_string(),
+                _ => return Err(bad("a string attribute compares with a quoted string")),
             };
             let fold = !leaf.case_exact;
             Test::Str {
@@ -840,10 +843,12 @@ mod tests {
     }
 
     #[test]
-    fn strings_compare_only_with_string_literals() {
-        invalid("userName eq 1");
+    fn strings_compare_with_strings_and_unquoted_numbers_but_not_booleans() {
         invalid("userName eq true");
-        invalid("employeeNumber eq 701984");
+        invalid("userName eq null and userName co false");
+        assert!(!user_matches("userName eq 1"));
+        assert!(user_matches("employeeNumber eq 701984"));
+        assert!(!user_matches("employeeNumber eq 701985"));
     }
 
     #[test]

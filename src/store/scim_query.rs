@@ -250,8 +250,11 @@ fn compare(
             "numeric and complex attributes cannot be filtered here",
         )),
         _ => {
-            let CompValue::String(s) = value else {
-                return Err(invalid("a string attribute compares with a string"));
+            // An unquoted number is its text, as in `scim::eval`.
+            let s = &match value {
+                CompValue::String(s) => s.clone(),
+                CompValue::Number(n) => n.to_string(),
+                _ => return Err(invalid("a string attribute compares with a string")),
             };
             let (col, lit) = if case_exact {
                 (cols.text, s.clone())

@@ -104,6 +104,7 @@ fn literal() -> impl Strategy<Value = CompValue> {
         word().prop_map(CompValue::String),
         word().prop_map(|w| CompValue::String(w[..w.len().min(2)].to_owned())),
         word().prop_map(|w| CompValue::String(format!("{w}@example.ORG"))),
+        Just(CompValue::Number(7.into())),
     ]
 }
 

@@ -59,5 +59,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let valid = validate(&USER_TYPE, &filter);
     let matched = matches(&USER_TYPE, &filter, &USER);
-    assert_eq!(valid.is_ok(), matched.is_ok(), "validate and matches disagree on {input:?}");
+    assert_eq!(
+        valid.is_ok(),
+        matched.is_ok(),
+        "validate and matches disagree on {input:?}"
+    );
 });

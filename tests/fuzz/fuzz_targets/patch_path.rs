@@ -27,6 +27,10 @@ fuzz_target!(|data: &[u8]| {
         json!("not an object"),
     ] {
         let matched = matches_element(resolved.attr, filter, &element);
-        assert_eq!(valid.is_ok(), matched.is_ok(), "validate and matches disagree on {input:?}");
+        assert_eq!(
+            valid.is_ok(),
+            matched.is_ok(),
+            "validate and matches disagree on {input:?}"
+        );
     }
 });
