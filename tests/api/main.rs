@@ -12,6 +12,7 @@ mod scim_compliance;
 mod scim_entra;
 mod scim_filter_sql;
 mod scim_okta;
+mod scim_query;
 mod scim_store;
 mod scim_support;
 mod secrets;
