@@ -320,6 +320,11 @@ impl Store {
         Ok(records.pop())
     }
 
+    /// Loads the groups of user records (their read-only `groups` attribute).
+    pub async fn attach_groups(&self, records: &mut [ScimRecord]) -> Result<(), StoreError> {
+        self.attach(records, false, true).await
+    }
+
     /// Loads members and groups for a page of records.
     async fn attach(
         &self,
@@ -615,8 +620,14 @@ impl Store {
             record.members = (kind == ScimKind::Group).then_some(old_members);
             return Ok(record);
         }
-        self.check_unique(&mut tx, kind, source, Some(id), &k)
-            .await?;
+        // Uniqueness can only be lost if the name or externalId changes.
+        let before = keys(kind, &current.document)?;
+        if normalise_key(&before.name) != normalise_key(&k.name)
+            || before.external_id != k.external_id
+        {
+            self.check_unique(&mut tx, kind, source, Some(id), &k)
+                .await?;
+        }
         const UPDATE_USER: &str = "update scim_users set user_name = $1, user_name_lower = $2, \
              external_id = $3, active = $4, document = $5, version = version + 1, updated_at = $6 \
              where id = $7 and version = $8";

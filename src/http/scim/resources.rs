@@ -661,6 +661,16 @@ pub(super) async fn reload(
     if kind == ScimKind::User && record.groups.is_some() {
         return Ok(record);
     }
+    if kind == ScimKind::User {
+        let mut records = [record];
+        state
+            .store
+            .attach_groups(&mut records)
+            .await
+            .map_err(store_error)?;
+        let [record] = records;
+        return Ok(record);
+    }
     state
         .store
         .scim_get(
