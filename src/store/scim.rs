@@ -132,6 +132,20 @@ struct GroupRefRow {
     display_name: String,
 }
 
+impl From<MemberRow> for Member {
+    fn from(r: MemberRow) -> Self {
+        Member {
+            kind: if r.member_type == "Group" {
+                MemberKind::Group
+            } else {
+                MemberKind::User
+            },
+            value: r.member_id,
+            display: r.display,
+        }
+    }
+}
+
 impl ResourceRow {
     fn into_record(self, kind: ScimKind) -> ScimRecord {
         ScimRecord {
@@ -342,12 +356,7 @@ impl Store {
             for chunk in groups.chunks(500) {
                 let mut sql = Sql::new(self.dialect());
                 sql.push("select group_id, member_id, member_type, display from scim_members where group_id in (");
-                for (i, id) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        sql.push(", ");
-                    }
-                    sql.bind(Param::Uuid(*id));
-                }
+                sql.bind_list(chunk.iter().map(|id| Param::Uuid(*id)));
                 sql.push(") order by group_id, member_id");
                 let rows: Vec<MemberRow> = on_db!(&self.db, |pool| {
                     bind_params!(
@@ -358,16 +367,10 @@ impl Store {
                     .await
                 })?;
                 for r in rows {
-                    let kind = if r.member_type == "Group" {
-                        MemberKind::Group
-                    } else {
-                        MemberKind::User
-                    };
-                    by_group.entry(r.group_id).or_default().push(Member {
-                        value: r.member_id,
-                        kind,
-                        display: r.display,
-                    });
+                    by_group
+                        .entry(r.group_id)
+                        .or_default()
+                        .push(Member::from(r));
                 }
             }
             for rec in records.iter_mut().filter(|r| r.kind == ScimKind::Group) {
@@ -387,12 +390,7 @@ impl Store {
                     "select m.member_id, g.id, g.display_name from scim_members m \
                           join scim_groups g on g.id = m.group_id where m.member_id in (",
                 );
-                for (i, id) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        sql.push(", ");
-                    }
-                    sql.bind(Param::Text(id.to_string()));
-                }
+                sql.bind_list(chunk.iter().map(|id| Param::Text(id.to_string())));
                 sql.push(") order by g.display_name_lower, g.id");
                 let rows: Vec<GroupRefRow> = on_db!(&self.db, |pool| {
                     bind_params!(
@@ -773,18 +771,7 @@ impl Store {
             .bind(group)
             .fetch_all(&mut *conn)
             .await)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Member {
-                kind: if r.member_type == "Group" {
-                    MemberKind::Group
-                } else {
-                    MemberKind::User
-                },
-                value: r.member_id,
-                display: r.display,
-            })
-            .collect())
+        Ok(rows.into_iter().map(Member::from).collect())
     }
 
     /// Checks userName/displayName and externalId are free in the source.
@@ -871,12 +858,7 @@ impl Store {
                     "select id from scim_groups where source_id = "
                 });
                 sql.bind(Param::Uuid(source.0)).push(" and id in (");
-                for (i, id) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        sql.push(", ");
-                    }
-                    sql.bind(Param::Uuid(*id));
-                }
+                sql.bind_list(chunk.iter().map(|id| Param::Uuid(*id)));
                 sql.push(")");
                 let rows: Vec<Uuid> = on_tx!(tx, |conn| {
                     bind_params!(

@@ -66,6 +66,17 @@ impl Sql {
     fn text_param(&mut self, s: &str) -> &mut Self {
         self.bind(Param::Text(s.to_owned()))
     }
+
+    /// Appends placeholders for `params`, separated by commas (the inside of `in (…)`).
+    pub fn bind_list(&mut self, params: impl IntoIterator<Item = Param>) -> &mut Self {
+        for (i, p) in params.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind(p);
+        }
+        self
+    }
 }
 
 /// Binds every [`Param`] of a [`Sql`] to a sqlx query, in order.
@@ -425,12 +436,7 @@ fn present(
     } else {
         sql.push("select v.resource_id from scim_values v where v.source_id = ");
         sql.bind(Param::Uuid(source)).push(" and v.attr in (");
-        for (i, key) in keys_under(&r).iter().enumerate() {
-            if i > 0 {
-                sql.push(", ");
-            }
-            sql.text_param(key);
-        }
+        sql.bind_list(keys_under(&r).into_iter().map(Param::Text));
         sql.push(")");
     }
     sql.push(")");
@@ -460,12 +466,7 @@ fn value_path(
     }
     sql.push("r.id in (select e.resource_id from (select distinct resource_id, elem from scim_values where source_id = ");
     sql.bind(Param::Uuid(source)).push(" and attr in (");
-    for (i, key) in keys_under(&r).iter().enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.text_param(key);
-    }
+    sql.bind_list(keys_under(&r).into_iter().map(Param::Text));
     sql.push(")) e where ");
     element(sql, &r, source, inner)?;
     sql.push(")");
