@@ -117,6 +117,14 @@ struct ResourceRow {
     updated_at: DateTime<Utc>,
 }
 
+/// A resource row of a page, with the number of rows the whole query matches.
+#[derive(sqlx::FromRow)]
+struct PageRow {
+    #[sqlx(flatten)]
+    resource: ResourceRow,
+    total: i64,
+}
+
 #[derive(sqlx::FromRow)]
 struct MemberRow {
     group_id: Uuid,
@@ -442,19 +450,27 @@ impl Store {
             }
             Ok(sql)
         };
-        let count_sql = build("select count(*)")?;
-        let total: i64 = on_db!(&self.db, |pool| {
-            bind_params!(
-                sqlx::query_scalar(AssertSqlSafe(count_sql.text.as_str())),
-                &count_sql.params
-            )
-            .fetch_one(pool)
-            .await
-        })?;
-        if query.limit <= 0 || query.offset >= total {
-            return Ok((total, Vec::new()));
+        let count = || async {
+            let count_sql = build("select count(*)")?;
+            let total: i64 = on_db!(&self.db, |pool| {
+                bind_params!(
+                    sqlx::query_scalar(AssertSqlSafe(count_sql.text.as_str())),
+                    &count_sql.params
+                )
+                .fetch_one(pool)
+                .await
+            })?;
+            Ok::<i64, StoreError>(total)
+        };
+        if query.limit <= 0 {
+            return Ok((count().await?, Vec::new()));
         }
-        let mut sql = build("select r.id, r.document, r.version, r.created_at, r.updated_at")?;
+        // The page carries the total (`count(*) over ()`), so one query answers the common
+        // case; only an empty page past the start needs a separate count.
+        let mut sql = build(
+            "select r.id, r.document, r.version, r.created_at, r.updated_at, \
+             count(*) over () as total",
+        )?;
         sql.push(" order by ");
         if let Some((resolved, descending)) = &query.sort {
             scim_query::sort_key(&mut sql, rt, resolved, *descending)
@@ -464,7 +480,7 @@ impl Store {
         sql.bind(Param::Int(query.limit))
             .push(" offset ")
             .bind(Param::Int(query.offset));
-        let rows: Vec<ResourceRow> = on_db!(&self.db, |pool| {
+        let rows: Vec<PageRow> = on_db!(&self.db, |pool| {
             bind_params!(
                 sqlx::query_as(AssertSqlSafe(sql.text.as_str())),
                 &sql.params
@@ -472,6 +488,12 @@ impl Store {
             .fetch_all(pool)
             .await
         })?;
+        let total = match rows.first() {
+            Some(first) => first.total,
+            None if query.offset == 0 => 0,
+            None => count().await?,
+        };
+        let rows: Vec<ResourceRow> = rows.into_iter().map(|r| r.resource).collect();
         let mut records: Vec<ScimRecord> = rows.into_iter().map(|r| r.into_record(kind)).collect();
         self.attach(&mut records, query.with_members, query.with_groups)
             .await?;
@@ -539,8 +561,15 @@ impl Store {
                 self.write_members(&mut tx, id, &[], &members).await?;
             }
         }
-        self.write_values(&mut tx, kind, source, id, &doc, now, now)
-            .await?;
+        self.write_values(
+            &mut tx,
+            kind,
+            source,
+            id,
+            None,
+            &indexable(kind, id, &doc, now, now),
+        )
+        .await?;
         let mut detail = json!({ "source_id": source.0, "after": doc });
         if kind == ScimKind::Group {
             detail["members_added"] = member_ids(&members);
@@ -669,7 +698,15 @@ impl Store {
                 }
             }
         }
-        self.write_values(&mut tx, kind, source, id, &doc, current.created_at, now)
+        let before = indexable(
+            kind,
+            id,
+            &current.document,
+            current.created_at,
+            current.updated_at,
+        );
+        let after = indexable(kind, id, &doc, current.created_at, now);
+        self.write_values(&mut tx, kind, source, id, Some(&before), &after)
             .await?;
         self.append_audit(&mut tx, &audit(actor, kind, verb, id, detail))
             .await?;
@@ -905,11 +942,6 @@ impl Store {
         old: &[Member],
         new: &[Member],
     ) -> Result<(Value, Value), StoreError> {
-        const DELETE: &str = "delete from scim_members where group_id = $1 and member_id = $2";
-        const UPSERT: &str = "insert into scim_members (group_id, member_id, member_type, display, \
-             display_lower) values ($1, $2, $3, $4, $5) on conflict (group_id, member_id) do update \
-             set member_type = excluded.member_type, display = excluded.display, \
-             display_lower = excluded.display_lower";
         let old_by_id: HashMap<&str, &Member> = old.iter().map(|m| (m.value.as_str(), m)).collect();
         let new_ids: HashSet<&str> = new.iter().map(|m| m.value.as_str()).collect();
         let removed: Vec<&str> = old
@@ -926,22 +958,45 @@ impl Store {
             .map(|m| m.value.as_str())
             .filter(|v| !old_by_id.contains_key(v))
             .collect();
-        for id in &removed {
-            on_tx!(tx, |conn| sqlx::query(DELETE)
-                .bind(group)
-                .bind(*id)
-                .execute(&mut *conn)
-                .await
-                .map(|_| ()))?;
-        }
-        for m in changed {
+        for chunk in removed.chunks(500) {
+            let mut sql = Sql::new(self.dialect());
+            sql.push("delete from scim_members where group_id = ")
+                .bind(Param::Uuid(group));
+            sql.push(" and member_id in (");
+            sql.bind_list(chunk.iter().map(|id| Param::Text((*id).to_owned())));
+            sql.push(")");
             on_tx!(tx, |conn| {
-                sqlx::query(UPSERT)
-                    .bind(group)
-                    .bind(&m.value)
-                    .bind(m.kind.as_str())
-                    .bind(&m.display)
-                    .bind(m.display.as_deref().map(str::to_lowercase))
+                bind_params!(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.params)
+                    .execute(&mut *conn)
+                    .await
+                    .map(|_| ())
+            })?;
+        }
+        for chunk in changed.chunks(200) {
+            let mut sql = Sql::new(self.dialect());
+            sql.push(
+                "insert into scim_members (group_id, member_id, member_type, display, \
+                 display_lower) values ",
+            );
+            for (i, m) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" });
+                sql.bind(Param::Uuid(group))
+                    .push(", ")
+                    .bind(Param::Text(m.value.clone()));
+                sql.push(", ")
+                    .bind(Param::Text(m.kind.as_str().to_owned()))
+                    .push(", ");
+                sql.bind(Param::OptText(m.display.clone())).push(", ");
+                sql.bind(Param::OptText(m.display.as_deref().map(str::to_lowercase)));
+                sql.push(")");
+            }
+            sql.push(
+                " on conflict (group_id, member_id) do update set member_type = \
+                 excluded.member_type, display = excluded.display, \
+                 display_lower = excluded.display_lower",
+            );
+            on_tx!(tx, |conn| {
+                bind_params!(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.params)
                     .execute(&mut *conn)
                     .await
                     .map(|_| ())
@@ -950,28 +1005,61 @@ impl Store {
         Ok((capped_ids(&added), capped_ids(&removed)))
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one row's worth of columns")]
+    /// Brings the searchable values of a resource from `before` (a rendered form, `None` for a
+    /// new resource) to `after`, touching only the rows that change: deactivating a user
+    /// rewrites `active` and `meta.lastModified`, not every value.
     async fn write_values(
         &self,
         tx: &mut Tx,
         kind: ScimKind,
         source: SourceId,
         id: Uuid,
-        doc: &Value,
-        created: DateTime<Utc>,
-        modified: DateTime<Utc>,
+        before: Option<&Value>,
+        after: &Value,
     ) -> Result<(), StoreError> {
-        const DELETE: &str = "delete from scim_values where resource_id = $1";
-        on_tx!(tx, |conn| sqlx::query(DELETE)
-            .bind(id)
-            .execute(&mut *conn)
-            .await
-            .map(|_| ()))?;
-        let values = index::values(
-            kind.resource_type(),
-            &indexable(kind, id, doc, created, modified),
-        );
-        for chunk in values.chunks(200) {
+        let rt = kind.resource_type();
+        let key = |v: &index::IndexedValue| (v.key.clone(), v.elem);
+        let old: HashMap<(String, i64), index::IndexedValue> = before
+            .map(|b| {
+                index::values(rt, b)
+                    .into_iter()
+                    .map(|v| (key(&v), v))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let new = index::values(rt, after);
+        let new_keys: HashMap<(String, i64), &index::IndexedValue> =
+            new.iter().map(|v| (key(v), v)).collect();
+        let stale: Vec<&(String, i64)> = old
+            .iter()
+            .filter(|(k, v)| new_keys.get(*k).copied() != Some(*v))
+            .map(|(k, _)| k)
+            .collect();
+        for chunk in stale.chunks(200) {
+            let mut sql = Sql::new(self.dialect());
+            sql.push("delete from scim_values where resource_id = ")
+                .bind(Param::Uuid(id));
+            sql.push(" and (attr, elem) in (values ");
+            for (i, (attr, elem)) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" });
+                sql.bind(Param::Text(attr.clone()))
+                    .push(", ")
+                    .bind(Param::Int(*elem));
+                sql.push(")");
+            }
+            sql.push(")");
+            on_tx!(tx, |conn| {
+                bind_params!(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.params)
+                    .execute(&mut *conn)
+                    .await
+                    .map(|_| ())
+            })?;
+        }
+        let fresh: Vec<&index::IndexedValue> = new
+            .iter()
+            .filter(|v| old.get(&key(v)) != Some(*v))
+            .collect();
+        for chunk in fresh.chunks(200) {
             let mut sql = Sql::new(self.dialect());
             sql.push(
                 "insert into scim_values (resource_id, source_id, attr, elem, value_text, \
