@@ -62,10 +62,15 @@ macro_rules! on_db {
 }
 pub(crate) use on_db;
 
-/// A write transaction on whichever backend is active. SQLite transactions start with
-/// `BEGIN IMMEDIATE`, so that two writers queue for the lock instead of failing on upgrade.
+/// A write transaction on whichever backend is active. SQLite has one writer at a time: this
+/// process's writers queue on an async lock (held by the transaction) instead of sleeping in
+/// SQLite's busy handler, and the transaction starts with `BEGIN IMMEDIATE` so that a writer
+/// in another process makes it wait rather than fail on upgrade.
 pub(crate) enum Tx {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Sqlite(
+        sqlx::Transaction<'static, sqlx::Sqlite>,
+        tokio::sync::OwnedMutexGuard<()>,
+    ),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
@@ -74,7 +79,7 @@ pub(crate) enum Tx {
 macro_rules! on_tx {
     ($tx:expr, |$conn:ident| $body:expr) => {
         match $tx {
-            $crate::store::Tx::Sqlite(t) => {
+            $crate::store::Tx::Sqlite(t, _) => {
                 let $conn = &mut **t;
                 $body
             }
@@ -91,7 +96,7 @@ impl Tx {
     /// Commits the transaction.
     pub(crate) async fn commit(self) -> Result<(), StoreError> {
         match self {
-            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Sqlite(t, _writer) => t.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
         }
         Ok(())
@@ -176,6 +181,8 @@ pub enum NotReady {
 pub struct Store {
     pub(crate) db: Db,
     pub(crate) clock: SharedClock,
+    /// Queues this process's SQLite writers (unused on PostgreSQL).
+    sqlite_writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -249,13 +256,20 @@ impl Store {
             None => return Err(StoreError::UnsupportedScheme(url.scheme())),
         };
         tracing::debug!(database.url = %shown, "connected to database");
-        Ok(Self { db, clock })
+        Ok(Self {
+            db,
+            clock,
+            sqlite_writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     /// Starts a write transaction.
     pub(crate) async fn begin_write(&self) -> Result<Tx, StoreError> {
         Ok(match &self.db {
-            Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("begin immediate").await?),
+            Db::Sqlite(pool) => {
+                let writer = self.sqlite_writer.clone().lock_owned().await;
+                Tx::Sqlite(pool.begin_with("begin immediate").await?, writer)
+            }
             Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
     }

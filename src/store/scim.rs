@@ -888,23 +888,28 @@ impl Store {
         let mut groups = HashSet::new();
         for chunk in ids.chunks(500) {
             for (is_users, found) in [(true, &mut users), (false, &mut groups)] {
+                // Looked up by id alone (the primary key) and checked against the source here:
+                // with `source_id = …` in the query SQLite would walk the source's rows.
                 let mut sql = Sql::new(self.dialect());
                 sql.push(if is_users {
-                    "select id from scim_users where source_id = "
+                    "select id, source_id from scim_users where id in ("
                 } else {
-                    "select id from scim_groups where source_id = "
+                    "select id, source_id from scim_groups where id in ("
                 });
-                sql.bind(Param::Uuid(source.0)).push(" and id in (");
                 sql.bind_list(chunk.iter().map(|id| Param::Uuid(*id)));
                 sql.push(")");
-                let rows: Vec<Uuid> = on_tx!(tx, |conn| {
+                let rows: Vec<(Uuid, Uuid)> = on_tx!(tx, |conn| {
                     bind_params!(
-                        sqlx::query_scalar(AssertSqlSafe(sql.text.as_str())),
+                        sqlx::query_as(AssertSqlSafe(sql.text.as_str())),
                         &sql.params
                     )
                     .fetch_all(&mut *conn)
                     .await
                 })?;
+                let rows = rows
+                    .into_iter()
+                    .filter(|(_, s)| *s == source.0)
+                    .map(|(id, _)| id);
                 found.extend(rows);
             }
         }
