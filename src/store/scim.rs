@@ -311,6 +311,23 @@ impl Store {
         }
     }
 
+    /// The rows of a built query.
+    async fn rows<T>(&self, sql: &Sql) -> Result<Vec<T>, StoreError>
+    where
+        T: Send + Unpin,
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        Ok(on_db!(&self.db, |pool| {
+            bind_params!(
+                sqlx::query_as(AssertSqlSafe(sql.text.as_str())),
+                &sql.params
+            )
+            .fetch_all(pool)
+            .await
+        })?)
+    }
+
     /// One resource of `source`, if it exists.
     pub async fn scim_get(
         &self,
@@ -366,14 +383,7 @@ impl Store {
                 sql.push("select group_id, member_id, member_type, display from scim_members where group_id in (");
                 sql.bind_list(chunk.iter().map(|id| Param::Uuid(*id)));
                 sql.push(") order by group_id, member_id");
-                let rows: Vec<MemberRow> = on_db!(&self.db, |pool| {
-                    bind_params!(
-                        sqlx::query_as(AssertSqlSafe(sql.text.as_str())),
-                        &sql.params
-                    )
-                    .fetch_all(pool)
-                    .await
-                })?;
+                let rows: Vec<MemberRow> = self.rows(&sql).await?;
                 for r in rows {
                     by_group
                         .entry(r.group_id)
@@ -400,14 +410,7 @@ impl Store {
                 );
                 sql.bind_list(chunk.iter().map(|id| Param::Text(id.to_string())));
                 sql.push(") order by g.display_name_lower, g.id");
-                let rows: Vec<GroupRefRow> = on_db!(&self.db, |pool| {
-                    bind_params!(
-                        sqlx::query_as(AssertSqlSafe(sql.text.as_str())),
-                        &sql.params
-                    )
-                    .fetch_all(pool)
-                    .await
-                })?;
+                let rows: Vec<GroupRefRow> = self.rows(&sql).await?;
                 for r in rows {
                     by_user.entry(r.member_id).or_default().push(GroupRef {
                         id: r.id,
@@ -480,14 +483,7 @@ impl Store {
         sql.bind(Param::Int(query.limit))
             .push(" offset ")
             .bind(Param::Int(query.offset));
-        let rows: Vec<PageRow> = on_db!(&self.db, |pool| {
-            bind_params!(
-                sqlx::query_as(AssertSqlSafe(sql.text.as_str())),
-                &sql.params
-            )
-            .fetch_all(pool)
-            .await
-        })?;
+        let rows: Vec<PageRow> = self.rows(&sql).await?;
         let total = match rows.first() {
             Some(first) => first.total,
             None if query.offset == 0 => 0,
@@ -898,14 +894,7 @@ impl Store {
                 });
                 sql.bind_list(chunk.iter().map(|id| Param::Uuid(*id)));
                 sql.push(")");
-                let rows: Vec<(Uuid, Uuid)> = on_tx!(tx, |conn| {
-                    bind_params!(
-                        sqlx::query_as(AssertSqlSafe(sql.text.as_str())),
-                        &sql.params
-                    )
-                    .fetch_all(&mut *conn)
-                    .await
-                })?;
+                let rows: Vec<(Uuid, Uuid)> = tx_rows(tx, &sql).await?;
                 let rows = rows
                     .into_iter()
                     .filter(|(_, s)| *s == source.0)
@@ -970,12 +959,7 @@ impl Store {
             sql.push(" and member_id in (");
             sql.bind_list(chunk.iter().map(|id| Param::Text((*id).to_owned())));
             sql.push(")");
-            on_tx!(tx, |conn| {
-                bind_params!(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.params)
-                    .execute(&mut *conn)
-                    .await
-                    .map(|_| ())
-            })?;
+            execute(tx, &sql).await?;
         }
         for chunk in changed.chunks(200) {
             let mut sql = Sql::new(self.dialect());
@@ -1000,12 +984,7 @@ impl Store {
                  excluded.member_type, display = excluded.display, \
                  display_lower = excluded.display_lower",
             );
-            on_tx!(tx, |conn| {
-                bind_params!(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.params)
-                    .execute(&mut *conn)
-                    .await
-                    .map(|_| ())
-            })?;
+            execute(tx, &sql).await?;
         }
         Ok((capped_ids(&added), capped_ids(&removed)))
     }
@@ -1053,12 +1032,7 @@ impl Store {
                 sql.push(")");
             }
             sql.push(")");
-            on_tx!(tx, |conn| {
-                bind_params!(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.params)
-                    .execute(&mut *conn)
-                    .await
-                    .map(|_| ())
-            })?;
+            execute(tx, &sql).await?;
         }
         let fresh: Vec<&index::IndexedValue> = new
             .iter()
@@ -1087,12 +1061,7 @@ impl Store {
                     .bind(Param::OptBool(v.boolean));
                 sql.push(")");
             }
-            on_tx!(tx, |conn| {
-                bind_params!(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.params)
-                    .execute(&mut *conn)
-                    .await
-                    .map(|_| ())
-            })?;
+            execute(tx, &sql).await?;
         }
         Ok(())
     }
@@ -1163,6 +1132,34 @@ impl Store {
         })?;
         Ok(())
     }
+}
+
+/// Runs a built statement inside a transaction.
+async fn execute(tx: &mut Tx, sql: &Sql) -> Result<(), StoreError> {
+    on_tx!(tx, |conn| {
+        bind_params!(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.params)
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+    })?;
+    Ok(())
+}
+
+/// The rows of a built query, inside a transaction.
+async fn tx_rows<T>(tx: &mut Tx, sql: &Sql) -> Result<Vec<T>, StoreError>
+where
+    T: Send + Unpin,
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    Ok(on_tx!(tx, |conn| {
+        bind_params!(
+            sqlx::query_as(AssertSqlSafe(sql.text.as_str())),
+            &sql.params
+        )
+        .fetch_all(&mut *conn)
+        .await
+    })?)
 }
 
 /// SCIM `active` as an identity status: false is a positive leaver signal.
