@@ -1,31 +1,7 @@
 //! The binary's command line: bad input ends in one clear line and a non-zero status, never a
 //! panic; `migrate`, `check-config` and `version` do what they say.
 
-use std::process::Output;
-
-use crate::helpers::{Backend, TestDb, binary, postgres_admin_url};
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Asserts the run failed with `code` and exactly one line on stderr, and returns that line.
-fn one_error_line(out: &Output, code: i32) -> String {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one line, got:\n{err}");
-    assert!(lines[0].starts_with("error: "), "{err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("backtrace"),
-        "{err}"
-    );
-    lines[0].to_owned()
-}
+use crate::helpers::{Backend, TestDb, binary, one_error_line, postgres_admin_url, stderr, stdout};
 
 #[test]
 fn malformed_config_file_is_one_line_naming_the_file_and_exit_status_2() {

@@ -12,7 +12,9 @@ use idbridge::clock::{Clock, ManualClock};
 use idbridge::domain::{Source, SourceKind};
 use idbridge::store::{Store, StoreError};
 
-use crate::helpers::{Backend, TestDb, binary, on_both_backends, start_time};
+use crate::helpers::{
+    Backend, TestDb, binary, on_both_backends, one_error_line, start_time, stderr, stdout,
+};
 
 on_both_backends!(
     store_keeps_tokens_by_prefix_lists_newest_first_revokes_once_and_only_moves_last_used_forward,
@@ -435,24 +437,6 @@ async fn last_used_is_written_on_first_use_and_then_at_most_once_a_minute(backen
 /// clock for the expiry and the store stamping the creation time.
 fn about(got: Duration, wanted: Duration) -> bool {
     (got - wanted).abs() < Duration::seconds(5)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Asserts the run failed with `code` and one `error:` line on stderr, and returns it.
-fn one_error_line(out: &Output, code: i32) -> String {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "expected one line, got:\n{err}");
-    assert!(lines[0].starts_with("error: "), "{err}");
-    lines[0].to_owned()
 }
 
 /// Runs the binary with a configured SCIM source `entra`, a polled source `okta`, and the
