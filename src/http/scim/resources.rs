@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::{Ctx, ScimReply, etag, etag_versions, read_json, store_error};
+use crate::config::ScimConfig;
 use crate::http::AppState;
 use crate::scim::ScimError;
 use crate::scim::ast::AttrPath;
@@ -75,6 +76,19 @@ fn projection(uri: &Uri) -> Result<(Vec<AttrPath>, Vec<AttrPath>), ScimError> {
 }
 
 impl ListRequest {
+    /// The effective 1-based start index and page size (RFC 7644 §3.4.2.4): a start below 1 is
+    /// 1, a negative count is 0, and a count above `max_page_size` is cut to it.
+    fn paging(&self, scim: &ScimConfig) -> (i64, i64) {
+        let max = i128::try_from(scim.max_page_size).unwrap_or(i128::MAX);
+        let default = i128::try_from(scim.default_page_size).unwrap_or(100);
+        let start = self.start_index.unwrap_or(1).clamp(1, i128::from(i64::MAX));
+        let count = self.count.unwrap_or(default).clamp(0, max);
+        (
+            i64::try_from(start).unwrap_or(i64::MAX),
+            i64::try_from(count).unwrap_or(i64::MAX),
+        )
+    }
+
     fn from_query(uri: &Uri) -> Result<Self, ScimError> {
         let mut req = ListRequest::default();
         let query = uri.query().unwrap_or("");
@@ -300,16 +314,8 @@ async fn page(
         }
         None => None,
     };
-    let max = i128::try_from(scim.max_page_size).unwrap_or(i128::MAX);
-    let start = req.start_index.unwrap_or(1).clamp(1, i128::from(i64::MAX));
-    let count = req
-        .count
-        .unwrap_or(i128::try_from(scim.default_page_size).unwrap_or(100))
-        .clamp(0, max);
-    let (offset, limit) = window.unwrap_or((
-        i64::try_from(start - 1).unwrap_or(i64::MAX),
-        i64::try_from(count).unwrap_or(0),
-    ));
+    let (start, count) = req.paging(scim);
+    let (offset, limit) = window.unwrap_or((start - 1, count));
     let query = ScimQuery {
         filter: filter.as_ref(),
         sort,
@@ -327,7 +333,7 @@ async fn page(
         .iter()
         .map(|r| resource::project(rt, &render(ctx, r), &req.attributes, &req.excluded))
         .collect();
-    Ok((total, resources, i64::try_from(start).unwrap_or(i64::MAX)))
+    Ok((total, resources, start))
 }
 
 async fn list(state: AppState, ctx: Ctx, kind: ScimKind, uri: Uri) -> ScimReply {
@@ -363,15 +369,7 @@ pub(super) async fn search_root(
             let body = read_json(req).await?;
             let req = ListRequest::from_body(&body)?;
             let scim = &state.config.scim;
-            let max = i64::try_from(scim.max_page_size).unwrap_or(i64::MAX);
-            let start = i64::try_from(req.start_index.unwrap_or(1).clamp(1, i128::from(i64::MAX)))
-                .unwrap_or(1);
-            let count = i64::try_from(
-                req.count
-                    .unwrap_or(i128::try_from(scim.default_page_size).unwrap_or(100))
-                    .clamp(0, i128::from(max)),
-            )
-            .unwrap_or(0);
+            let (start, count) = req.paging(scim);
             let mut total = 0;
             let mut resources = Vec::new();
             let mut any_valid = false;
