@@ -13,6 +13,8 @@
 //! - [`store`]: persistence on SQLite or PostgreSQL; the only module that uses sqlx.
 //! - [`http`]: axum routers and middleware: health, readiness, metrics, SCIM.
 //! - [`scim`]: SCIM 2.0 as a protocol (schemas, filters, PATCH, discovery); no I/O.
+//! - [`targets`]: Confluence Data Center and Cloud connectors behind the `Target` trait.
+//! - [`sim`]: wire-faithful simulators of Confluence DC (+ Crowd) and Atlassian Cloud.
 
 pub mod app;
 pub mod auth;
@@ -22,5 +24,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod scim;
+pub mod sim;
 pub mod store;
+pub mod targets;
 pub mod telemetry;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{ConfigError, ENV_PREFIX, load};
 
-use crate::domain::SourceKind;
+use crate::domain::{SourceKind, TargetKind};
 pub use secret::{DatabaseBackend, DatabaseUrl, REDACTED, Secret};
 
 /// Everything idbridge can be told.
@@ -35,6 +35,8 @@ pub struct Config {
     pub scim: ScimConfig,
     /// Identity sources by name. A `scim` source is served at `/scim/v2/<name>`.
     pub sources: BTreeMap<String, SourceConfig>,
+    /// Confluence instances by name.
+    pub targets: BTreeMap<String, TargetConfig>,
 }
 
 /// One identity source.
@@ -43,6 +45,122 @@ pub struct Config {
 pub struct SourceConfig {
     /// `scim` (pushed to idbridge), or a polled IdP: `okta`, `entra`, `google`, `ldap`, `csv`.
     pub kind: SourceKind,
+}
+
+/// One Confluence instance idbridge reads and acts on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// `confluence_dc` (Data Center or Server) or `confluence_cloud` (Atlassian Cloud).
+    pub kind: TargetKind,
+    /// Data Center: the site's base URL with its context path
+    /// (`https://wiki.example.com/confluence`). Cloud: the admin API
+    /// (`https://api.atlassian.com`).
+    pub base_url: String,
+    /// Data Center personal access token, or the Atlassian organization API key (Bearer).
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// Data Center Basic auth user (when no token is set).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Data Center Basic auth password.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Treat the instance as this version instead of detecting it (e.g. `8.5.4`).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Groups whose members hold a licence, where the instance cannot say (DC before 9.3).
+    #[serde(default = "default_licence_groups")]
+    pub licence_groups: Vec<String>,
+    /// The licence tier (seats) to measure usage against; unset: the instance's own limit.
+    #[serde(default)]
+    pub licence_tier: Option<u64>,
+    /// Data Center: use the legacy Remote API (JSON-RPC) for what REST lacks, notably rename
+    /// and deactivation before 8.2: `auto` (when the instance has it enabled), `on`, `off`.
+    #[serde(default)]
+    pub remote_api: RemoteApiMode,
+    /// Data Center: rename users in the Crowd server that backs their directory.
+    #[serde(default)]
+    pub crowd: Option<CrowdConfig>,
+    /// Data Center before 10.2: a read-only connection to Confluence's own PostgreSQL
+    /// database, to read last-login times (`logininfo`, `cwd_user_attribute`).
+    #[serde(default)]
+    pub last_login_database: Option<DatabaseUrl>,
+    /// Cloud: the organization id.
+    #[serde(default)]
+    pub org_id: Option<String>,
+    /// Cloud: the identity directory to act in (`-` for all).
+    #[serde(default)]
+    pub directory_id: Option<String>,
+    /// Cloud: the Confluence site's resource id (ARI), for last-active dates and licences.
+    #[serde(default)]
+    pub site_id: Option<String>,
+    /// Accounts per page when listing.
+    #[serde(default = "default_target_page_size")]
+    pub page_size: u32,
+    /// Longest time one HTTP call may take.
+    #[serde(default = "default_target_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Client-side pacing; unset: as fast as the instance allows.
+    #[serde(default)]
+    pub max_requests_per_second: Option<f64>,
+    /// Longest total wait on rate limits for one call before it fails.
+    #[serde(default = "default_target_rate_limit_wait_secs")]
+    pub max_rate_limit_wait_secs: u64,
+    /// Longest wait for an asynchronous deletion to finish.
+    #[serde(default = "default_target_delete_timeout_secs")]
+    pub delete_timeout_secs: u64,
+    /// An inventory is incomplete when its count differs from the last complete one by more
+    /// than this percentage.
+    #[serde(default = "default_plausible_change_percent")]
+    pub plausible_change_percent: f64,
+}
+
+fn default_licence_groups() -> Vec<String> {
+    vec!["confluence-users".into()]
+}
+fn default_target_page_size() -> u32 {
+    200
+}
+fn default_target_timeout_secs() -> u64 {
+    30
+}
+fn default_target_rate_limit_wait_secs() -> u64 {
+    120
+}
+fn default_target_delete_timeout_secs() -> u64 {
+    300
+}
+fn default_plausible_change_percent() -> f64 {
+    20.0
+}
+
+/// Whether a Data Center target may use the legacy Remote API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteApiMode {
+    /// Use it where REST lacks the call, when the instance has it enabled.
+    #[default]
+    Auto,
+    /// Always use it where REST lacks the call.
+    On,
+    /// Never use it.
+    Off,
+}
+
+/// A Crowd server that backs a Data Center user directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrowdConfig {
+    /// Crowd's base URL (`https://crowd.example.com/crowd`).
+    pub base_url: String,
+    /// The Crowd application name idbridge authenticates as.
+    pub application: String,
+    /// The application password.
+    pub password: Secret,
+    /// The Confluence user directory (by name) that Crowd backs.
+    #[serde(default)]
+    pub directory: Option<String>,
 }
 
 /// The SCIM 2.0 service provider.
@@ -226,6 +344,63 @@ impl Config {
                 problems.push(format!(
                     "sources.{name}: a source name is 1 to 63 lower-case letters, digits and `-`, \
                      starting with a letter or digit (it appears in URLs)"
+                ));
+            }
+        }
+        for (name, t) in &self.targets {
+            if !is_valid_source_name(name) {
+                problems.push(format!(
+                    "targets.{name}: a target name is 1 to 63 lower-case letters, digits and `-`"
+                ));
+            }
+            match url::Url::parse(&t.base_url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                    if !u.username().is_empty() || u.password().is_some() {
+                        problems.push(format!(
+                            "targets.{name}.base_url: must not carry credentials; use token or \
+                             username/password"
+                        ));
+                    }
+                }
+                _ => problems.push(format!(
+                    "targets.{name}.base_url: `{}` is not an absolute http(s) URL",
+                    t.base_url
+                )),
+            }
+            match t.kind {
+                TargetKind::ConfluenceDc => {
+                    if t.token.is_none() && (t.username.is_none() || t.password.is_none()) {
+                        problems.push(format!(
+                            "targets.{name}: set `token` (a personal access token) or both \
+                             `username` and `password`"
+                        ));
+                    }
+                }
+                TargetKind::ConfluenceCloud => {
+                    if t.token.is_none() {
+                        problems.push(format!(
+                            "targets.{name}.token: the organization API key is required"
+                        ));
+                    }
+                    if t.org_id.as_deref().is_none_or(str::is_empty) {
+                        problems.push(format!("targets.{name}.org_id: required for Cloud"));
+                    }
+                }
+            }
+            if t.page_size == 0 || t.page_size > 1000 {
+                problems.push(format!("targets.{name}.page_size: must be 1 to 1000"));
+            }
+            if t.timeout_secs == 0 {
+                problems.push(format!("targets.{name}.timeout_secs: must be at least 1"));
+            }
+            if t.max_requests_per_second.is_some_and(|r| r.is_nan() || r <= 0.0) {
+                problems.push(format!(
+                    "targets.{name}.max_requests_per_second: must be above 0"
+                ));
+            }
+            if !(0.0..=100.0).contains(&t.plausible_change_percent) {
+                problems.push(format!(
+                    "targets.{name}.plausible_change_percent: must be 0 to 100"
                 ));
             }
         }

@@ -1,0 +1,184 @@
+//! Licence counting from an inventory, the way Confluence counts: an account holds a
+//! licence when it is active and "can use" is granted to it directly or through any group,
+//! nested groups included; each account counts once however many paths grant it.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+
+use super::{LicenceUsage, RemoteAccount};
+use crate::domain::normalise_key;
+
+/// What decides who holds a licence.
+#[derive(Clone, Debug)]
+pub struct LicenceRules<'a> {
+    /// Groups that grant "can use" (or administer), by name.
+    pub licence_groups: &'a [String],
+    /// Parent group name → names of groups nested in it.
+    pub nested: &'a BTreeMap<String, Vec<String>>,
+    /// Account keys granted "can use" directly rather than through a group.
+    pub direct_grants: &'a BTreeSet<String>,
+}
+
+/// Every group whose members hold a licence: the licence groups and every group nested in
+/// them, at any depth (cycles tolerated). Names are compared case-insensitively.
+pub fn granting_groups(rules: &LicenceRules<'_>) -> HashSet<String> {
+    let children: BTreeMap<String, Vec<String>> = rules
+        .nested
+        .iter()
+        .map(|(p, cs)| {
+            (
+                normalise_key(p),
+                cs.iter().map(|c| normalise_key(c)).collect(),
+            )
+        })
+        .collect();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut queue: VecDeque<String> = rules
+        .licence_groups
+        .iter()
+        .map(|g| normalise_key(g))
+        .collect();
+    while let Some(g) = queue.pop_front() {
+        if !seen.insert(g.clone()) {
+            continue;
+        }
+        if let Some(cs) = children.get(&g) {
+            queue.extend(cs.iter().filter(|c| !seen.contains(*c)).cloned());
+        }
+    }
+    seen
+}
+
+/// Whether `account` holds a licence under `granting` (from [`granting_groups`]).
+pub fn holds_licence(
+    account: &RemoteAccount,
+    granting: &HashSet<String>,
+    direct_grants: &BTreeSet<String>,
+) -> bool {
+    if !account.active {
+        return false;
+    }
+    if direct_grants.contains(&account.key) {
+        return true;
+    }
+    account
+        .groups
+        .iter()
+        .flatten()
+        .any(|g| granting.contains(&normalise_key(g)))
+}
+
+/// Licence usage of a whole inventory. `max_users` and `reported_in_use` come from the
+/// instance's own counters where it has them; `tier` from configuration.
+pub fn usage(
+    accounts: &[RemoteAccount],
+    rules: &LicenceRules<'_>,
+    max_users: Option<u64>,
+    reported_in_use: Option<u64>,
+    tier: Option<u64>,
+    basis: &str,
+) -> LicenceUsage {
+    let granting = granting_groups(rules);
+    let mut out = LicenceUsage {
+        max_users,
+        tier: tier.or(max_users),
+        reported_in_use,
+        basis: basis.to_owned(),
+        ..LicenceUsage::default()
+    };
+    let mut counted: HashSet<&str> = HashSet::new();
+    for a in accounts {
+        if !counted.insert(a.key.as_str()) {
+            continue;
+        }
+        let dir = out
+            .per_directory
+            .entry(a.directory.clone().unwrap_or_else(|| "(unknown)".into()))
+            .or_default();
+        if a.active {
+            out.active += 1;
+            dir.active += 1;
+        } else {
+            out.deactivated += 1;
+            dir.deactivated += 1;
+        }
+        let licensed = a
+            .licensed
+            .unwrap_or_else(|| holds_licence(a, &granting, rules.direct_grants));
+        if licensed && a.active {
+            out.licensed += 1;
+            dir.licensed += 1;
+            if a.last_login_at.is_none() {
+                out.never_logged_in += 1;
+                dir.never_logged_in += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(key: &str, active: bool, groups: &[&str]) -> RemoteAccount {
+        RemoteAccount {
+            key: key.into(),
+            username: key.into(),
+            active,
+            directory: Some("Internal".into()),
+            groups: Some(groups.iter().map(|g| g.to_string()).collect()),
+            ..RemoteAccount::default()
+        }
+    }
+
+    #[test]
+    fn nested_groups_grant_and_each_account_counts_once() {
+        let licence = vec!["confluence-users".to_string()];
+        let mut nested = BTreeMap::new();
+        nested.insert("Confluence-Users".to_string(), vec!["staff".to_string()]);
+        nested.insert("staff".to_string(), vec!["contractors".to_string()]);
+        nested.insert("contractors".to_string(), vec!["staff".to_string()]); // a cycle
+        let grants = BTreeSet::new();
+        let rules = LicenceRules {
+            licence_groups: &licence,
+            nested: &nested,
+            direct_grants: &grants,
+        };
+        let accounts = vec![
+            account("a", true, &["confluence-users", "staff"]),
+            account("b", true, &["CONTRACTORS"]),
+            account("c", true, &["marketing"]),
+            account("d", false, &["confluence-users"]),
+            account("a", true, &["confluence-users"]), // listed twice
+        ];
+        let u = usage(&accounts, &rules, Some(10), None, None, "test");
+        assert_eq!(u.licensed, 2);
+        assert_eq!(u.active, 3);
+        assert_eq!(u.deactivated, 1);
+        assert_eq!(u.never_logged_in, 2);
+        assert_eq!(u.tier, Some(10));
+        assert_eq!(u.per_directory["Internal"].licensed, 2);
+    }
+
+    #[test]
+    fn direct_grants_license_accounts_outside_any_group() {
+        let licence: Vec<String> = vec![];
+        let nested = BTreeMap::new();
+        let grants: BTreeSet<String> = ["x".to_string()].into();
+        let rules = LicenceRules {
+            licence_groups: &licence,
+            nested: &nested,
+            direct_grants: &grants,
+        };
+        let u = usage(
+            &[account("x", true, &[])],
+            &rules,
+            None,
+            None,
+            Some(500),
+            "test",
+        );
+        assert_eq!(u.licensed, 1);
+        assert_eq!(u.tier, Some(500));
+    }
+}
