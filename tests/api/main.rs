@@ -4,6 +4,7 @@ mod helpers;
 
 mod cli;
 mod health;
+mod inventory;
 mod metrics;
 mod middleware;
 mod scim_bad_input;
@@ -17,5 +18,9 @@ mod scim_store;
 mod scim_support;
 mod secrets;
 mod shutdown;
+mod sim_atlassian_cloud;
+mod sim_confluence_dc;
 mod store_contract;
+mod target_confluence_cloud;
+mod target_confluence_dc;
 mod tokens;
