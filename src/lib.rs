@@ -9,6 +9,7 @@
 //! - [`telemetry`]: tracing subscriber set-up (text or JSON).
 //! - [`clock`]: the injected source of "now".
 //! - [`domain`]: plain data types shared by every layer; no I/O.
+//! - [`engine`]: inventory sync (and, later, planning and execution).
 //! - [`auth`]: SCIM bearer tokens (issue, verify, rate-limit).
 //! - [`store`]: persistence on SQLite or PostgreSQL; the only module that uses sqlx.
 //! - [`http`]: axum routers and middleware: health, readiness, metrics, SCIM.
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod engine;
 pub mod http;
 pub mod scim;
 pub mod sim;

@@ -54,3 +54,7 @@ id_type!(
     /// A link between an identity and an account.
     LinkId
 );
+id_type!(
+    /// One pass over a source or a target.
+    SnapshotId
+);

@@ -101,6 +101,20 @@ text_enum!(
 );
 
 text_enum!(
+    /// How a pass over a source or target ended. Removals are planned only from complete ones.
+    SnapshotStatus, "snapshot status" {
+        /// Still being read.
+        Running = "running",
+        /// Read to a terminal page, no repeats, a plausible count.
+        Complete = "complete",
+        /// Read, but not provably whole; `detail.reason` says why.
+        Incomplete = "incomplete",
+        /// Could not be read at all.
+        Failed = "failed",
+    }
+);
+
+text_enum!(
     /// How an identity was matched to an account.
     LinkMethod, "link method" {
         /// On an immutable identifier attribute.

@@ -6,8 +6,11 @@ mod ids;
 mod kinds;
 mod records;
 
-pub use ids::{AccountId, IdentityId, LinkId, SourceId, TargetId};
-pub use kinds::{IdentityStatus, LinkMethod, ParseKindError, SourceKind, TargetKind};
+pub use ids::{AccountId, IdentityId, LinkId, SnapshotId, SourceId, TargetId};
+pub use kinds::{
+    IdentityStatus, LinkMethod, ParseKindError, SnapshotStatus, SourceKind, TargetKind,
+};
 pub use records::{
-    Account, Identity, Link, NewAccount, NewIdentity, Source, Target, normalise_key,
+    Account, Identity, Link, NewAccount, NewIdentity, Snapshot, Source, Target, TargetGroup,
+    normalise_key,
 };

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    AccountId, IdentityId, IdentityStatus, LinkId, LinkMethod, SourceId, SourceKind, TargetId,
-    TargetKind,
+    AccountId, IdentityId, IdentityStatus, LinkId, LinkMethod, SnapshotId, SnapshotStatus,
+    SourceId, SourceKind, TargetId, TargetKind,
 };
 
 /// The case-folded form under which usernames and email addresses are compared.
@@ -111,6 +111,35 @@ pub struct Account {
     pub last_seen_at: DateTime<Utc>,
     pub version: i64,
     pub updated_at: DateTime<Utc>,
+}
+
+/// One pass over a source or a target, and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub id: SnapshotId,
+    pub source_id: Option<SourceId>,
+    pub target_id: Option<TargetId>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status: SnapshotStatus,
+    pub item_count: i64,
+    /// Why it is incomplete, licence figures, page counts.
+    pub detail: Value,
+}
+
+/// A group as a target's latest inventory reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetGroup {
+    pub name: String,
+    pub remote_id: Option<String>,
+    pub directory: Option<String>,
+    /// Why its memberships cannot be changed, if they cannot.
+    pub read_only: Option<String>,
+    /// Whether membership grants a licence (directly or as a nested group).
+    pub grants_licence: bool,
+    /// Names of the groups nested in it.
+    pub nested: Vec<String>,
+    pub member_count: i64,
 }
 
 /// An identity matched to an account.

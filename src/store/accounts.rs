@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{Store, StoreError, on_db};
+use super::{Store, StoreError, on_db, on_tx};
 use crate::domain::{Account, AccountId, NewAccount, TargetId, normalise_key};
 
 #[derive(sqlx::FromRow)]
@@ -163,4 +163,135 @@ impl Store {
         })?;
         Ok(rows.into_iter().map(Account::from).collect())
     }
+}
+
+/// Rows per statement when recording an inventory: 12 parameters each, well inside both
+/// backends' parameter limits.
+const BATCH_ROWS: usize = 500;
+
+impl Store {
+    /// Records one page of a target inventory: upserts every account (as
+    /// [`Store::upsert_account`] does, `version` moving only on change) and marks it seen in
+    /// `snapshot`. Accounts repeated within `accounts` are recorded once (the last wins).
+    /// Returns how many accounts were recorded.
+    #[tracing::instrument(skip_all, fields(snapshot.id = %snapshot, accounts = accounts.len()))]
+    pub async fn record_inventory_accounts(
+        &self,
+        target: TargetId,
+        snapshot: crate::domain::SnapshotId,
+        accounts: &[NewAccount],
+    ) -> Result<u64, StoreError> {
+        let mut seen = std::collections::HashSet::with_capacity(accounts.len());
+        let mut unique: Vec<&NewAccount> = Vec::with_capacity(accounts.len());
+        for a in accounts.iter().rev() {
+            if a.target_id == target && seen.insert(a.account_key.as_str()) {
+                unique.push(a);
+            }
+        }
+        unique.reverse();
+        let now = self.now();
+        let mut tx = self.begin_write().await?;
+        for chunk in unique.chunks(BATCH_ROWS) {
+            let sql = inventory_upsert_sql(chunk.len());
+            on_tx!(&mut tx, |conn| {
+                // Only placeholders are generated; every value is bound.
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(now)
+                    .bind(snapshot.0)
+                    .bind(target.0);
+                for a in chunk {
+                    q = q
+                        .bind(AccountId::new().0)
+                        .bind(&a.account_key)
+                        .bind(&a.user_name)
+                        .bind(normalise_key(&a.user_name))
+                        .bind(&a.email)
+                        .bind(a.email.as_deref().map(normalise_key))
+                        .bind(&a.display_name)
+                        .bind(a.active)
+                        .bind(a.last_login_at)
+                        .bind(a.remote_created_at)
+                        .bind(a.managed)
+                        .bind(Json(&a.attributes));
+                }
+                q.execute(conn).await.map(|_| ())
+            })?;
+        }
+        tx.commit().await?;
+        Ok(unique.len() as u64)
+    }
+
+    /// Every account of a target, by username.
+    pub async fn target_accounts(&self, target: TargetId) -> Result<Vec<Account>, StoreError> {
+        const SQL: &str = concat!(
+            "select ",
+            account_columns!(),
+            " from accounts where target_id = $1 order by user_name_lower, id"
+        );
+        let rows: Vec<AccountRow> = on_db!(&self.db, |pool| {
+            sqlx::query_as(SQL).bind(target.0).fetch_all(pool).await
+        })?;
+        Ok(rows.into_iter().map(Account::from).collect())
+    }
+
+    /// How many of a target's accounts the snapshot `snapshot` did not see.
+    pub async fn accounts_not_in_snapshot(
+        &self,
+        target: TargetId,
+        snapshot: crate::domain::SnapshotId,
+    ) -> Result<i64, StoreError> {
+        const SQL: &str = "select count(*) from accounts where target_id = $1 \
+             and (last_snapshot_id is null or last_snapshot_id <> $2)";
+        let n: i64 = on_db!(&self.db, |pool| {
+            sqlx::query_scalar(SQL)
+                .bind(target.0)
+                .bind(snapshot.0)
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(n)
+    }
+}
+
+/// The multi-row upsert for `rows` accounts: `$1` now, `$2` snapshot, `$3` target, then 12
+/// parameters per row.
+fn inventory_upsert_sql(rows: usize) -> String {
+    const PER_ROW: usize = 12;
+    let mut sql = String::from(
+        "insert into accounts (id, account_key, user_name, user_name_lower, email, email_lower, \
+           display_name, active, last_login_at, remote_created_at, managed, attributes, \
+           target_id, first_seen_at, last_seen_at, version, updated_at, last_snapshot_id) values ",
+    );
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..PER_ROW {
+            sql.push_str(&format!("${}, ", 4 + r * PER_ROW + c));
+        }
+        sql.push_str("$3, $1, $1, 1, $1, $2)");
+    }
+    sql.push_str(concat!(
+        " on conflict (target_id, account_key) do update set \
+           user_name = excluded.user_name, \
+           user_name_lower = excluded.user_name_lower, \
+           email = excluded.email, \
+           email_lower = excluded.email_lower, \
+           display_name = excluded.display_name, \
+           active = excluded.active, \
+           last_login_at = excluded.last_login_at, \
+           remote_created_at = excluded.remote_created_at, \
+           managed = excluded.managed, \
+           attributes = excluded.attributes, \
+           last_seen_at = excluded.last_seen_at, \
+           last_snapshot_id = excluded.last_snapshot_id, \
+           version = accounts.version + case when ",
+        account_changed!(),
+        " then 1 else 0 end, \
+           updated_at = case when ",
+        account_changed!(),
+        " then excluded.updated_at else accounts.updated_at end"
+    ));
+    sql
 }

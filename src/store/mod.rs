@@ -16,12 +16,14 @@
 
 mod accounts;
 mod audit;
+mod confluence_db;
 mod identities;
 mod links;
 mod scim;
 pub(crate) mod scim_query;
 mod scim_tokens;
 mod settings;
+mod snapshots;
 mod sources;
 mod targets;
 
@@ -34,6 +36,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use audit::{AuditEntry, GENESIS_HASH, NewAuditEntry, entry_hash};
+pub use confluence_db::confluence_last_logins;
 pub use scim::{GroupRef, Member, MemberKind, ScimKind, ScimQuery, ScimRecord};
 
 use crate::clock::SharedClock;

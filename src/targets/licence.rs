@@ -67,8 +67,75 @@ pub fn holds_licence(
         .any(|g| granting.contains(&normalise_key(g)))
 }
 
-/// Licence usage of a whole inventory. `max_users` and `reported_in_use` come from the
-/// instance's own counters where it has them; `tier` from configuration.
+/// Licence usage added up one account at a time, so an inventory can be counted while it
+/// streams. Each account key counts once.
+#[derive(Debug)]
+pub struct UsageTally {
+    usage: LicenceUsage,
+    counted: HashSet<String>,
+}
+
+impl UsageTally {
+    /// An empty tally. `max_users` and `reported_in_use` come from the instance's own
+    /// counters where it has them; `tier` from configuration (else `max_users`).
+    pub fn new(
+        max_users: Option<u64>,
+        reported_in_use: Option<u64>,
+        tier: Option<u64>,
+        basis: &str,
+    ) -> Self {
+        Self {
+            usage: LicenceUsage {
+                max_users,
+                tier: tier.or(max_users),
+                reported_in_use,
+                basis: basis.to_owned(),
+                ..LicenceUsage::default()
+            },
+            counted: HashSet::new(),
+        }
+    }
+
+    /// Counts `account`, which holds a licence when `licensed` (and it is active).
+    pub fn add(&mut self, account: &RemoteAccount, licensed: bool) {
+        if !self.counted.insert(account.key.clone()) {
+            return;
+        }
+        let out = &mut self.usage;
+        let dir = out
+            .per_directory
+            .entry(
+                account
+                    .directory
+                    .clone()
+                    .unwrap_or_else(|| "(unknown)".into()),
+            )
+            .or_default();
+        if account.active {
+            out.active += 1;
+            dir.active += 1;
+        } else {
+            out.deactivated += 1;
+            dir.deactivated += 1;
+        }
+        if licensed && account.active {
+            out.licensed += 1;
+            dir.licensed += 1;
+            if account.last_login_at.is_none() {
+                out.never_logged_in += 1;
+                dir.never_logged_in += 1;
+            }
+        }
+    }
+
+    /// The figures so far.
+    pub fn finish(self) -> LicenceUsage {
+        self.usage
+    }
+}
+
+/// Licence usage of a whole inventory (see [`UsageTally`]). An account's own `licensed`
+/// flag wins over the rules when the target reports one.
 pub fn usage(
     accounts: &[RemoteAccount],
     rules: &LicenceRules<'_>,
@@ -78,42 +145,14 @@ pub fn usage(
     basis: &str,
 ) -> LicenceUsage {
     let granting = granting_groups(rules);
-    let mut out = LicenceUsage {
-        max_users,
-        tier: tier.or(max_users),
-        reported_in_use,
-        basis: basis.to_owned(),
-        ..LicenceUsage::default()
-    };
-    let mut counted: HashSet<&str> = HashSet::new();
+    let mut tally = UsageTally::new(max_users, reported_in_use, tier, basis);
     for a in accounts {
-        if !counted.insert(a.key.as_str()) {
-            continue;
-        }
-        let dir = out
-            .per_directory
-            .entry(a.directory.clone().unwrap_or_else(|| "(unknown)".into()))
-            .or_default();
-        if a.active {
-            out.active += 1;
-            dir.active += 1;
-        } else {
-            out.deactivated += 1;
-            dir.deactivated += 1;
-        }
         let licensed = a
             .licensed
             .unwrap_or_else(|| holds_licence(a, &granting, rules.direct_grants));
-        if licensed && a.active {
-            out.licensed += 1;
-            dir.licensed += 1;
-            if a.last_login_at.is_none() {
-                out.never_logged_in += 1;
-                dir.never_logged_in += 1;
-            }
-        }
+        tally.add(a, licensed);
     }
-    out
+    tally.finish()
 }
 
 #[cfg(test)]

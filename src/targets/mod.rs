@@ -10,6 +10,7 @@
 
 pub mod confluence_cloud;
 pub mod confluence_dc;
+mod connector;
 pub mod http;
 pub mod licence;
 
@@ -22,6 +23,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::TargetKind;
+
+pub use connector::Connector;
 
 /// Something a target may or may not be able to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

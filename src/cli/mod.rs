@@ -17,6 +17,8 @@ use crate::domain::SourceKind;
 use crate::store::Store;
 use crate::telemetry;
 
+mod targets;
+
 /// idbridge keeps Confluence in step with your identity providers.
 #[derive(Debug, Parser)]
 #[command(name = "idbridge", version, about, propagate_version = true)]
@@ -53,6 +55,47 @@ pub enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Inspect configured Confluence targets.
+    Targets {
+        #[command(subcommand)]
+        command: TargetsCommand,
+    },
+    /// Read a source or target into the store now.
+    Sync {
+        #[command(subcommand)]
+        command: SyncCommand,
+    },
+}
+
+/// What to do with targets.
+#[derive(Debug, Subcommand)]
+pub enum TargetsCommand {
+    /// Connect to a target and print its version, what it can do, and its licence figures.
+    Check {
+        /// The target's name in the configuration (`[targets.<name>]`).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Print one JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the configured targets.
+    List,
+}
+
+/// What to read.
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Read every account and group of a target into the store as a snapshot, and say
+    /// whether the snapshot is complete. Exits non-zero when it is not.
+    Target {
+        /// The target's name in the configuration (`[targets.<name>]`).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -138,6 +181,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("  metrics:   http://{listen}/metrics");
             println!("press Ctrl-C to stop");
             serve(config).await
+        }
+        Command::Targets { ref command } => {
+            let config = load(&cli)?;
+            match command {
+                TargetsCommand::Check { name, json } => {
+                    let cfg = targets::target_config(&config, name)?;
+                    init_logs(&config)?;
+                    targets::check(name, cfg, *json).await
+                }
+                TargetsCommand::List => {
+                    for (name, t) in &config.targets {
+                        println!("{name}\t{}\t{}", t.kind, t.base_url);
+                    }
+                    Ok(())
+                }
+            }
+        }
+        Command::Sync { ref command } => {
+            let config = load(&cli)?;
+            match command {
+                SyncCommand::Target { name, json } => {
+                    let cfg = targets::target_config(&config, name)?;
+                    init_logs(&config)?;
+                    let (store, _clock) = open_store(&config).await?;
+                    let result = targets::sync(&store, name, cfg, *json).await;
+                    store.close().await;
+                    result
+                }
+            }
         }
         Command::Token { ref command } => {
             let config = load(&cli)?;

@@ -1,0 +1,4 @@
+//! The engine: turns what sources and targets say into stored snapshots, and (later) plans
+//! and actions. [`inventory`] reads a target's accounts and groups into a snapshot.
+
+pub mod inventory;

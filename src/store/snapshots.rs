@@ -1,0 +1,181 @@
+//! Snapshots (one pass over a source or target, and how it ended) and the groups each
+//! target's inventory reported.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{Store, StoreError, on_db, on_tx};
+use crate::domain::{
+    Snapshot, SnapshotId, SnapshotStatus, SourceId, TargetGroup, TargetId, normalise_key,
+};
+
+#[derive(sqlx::FromRow)]
+struct SnapshotRow {
+    id: Uuid,
+    source_id: Option<Uuid>,
+    target_id: Option<Uuid>,
+    started_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    status: String,
+    item_count: i64,
+    detail: Json<Value>,
+}
+
+impl TryFrom<SnapshotRow> for Snapshot {
+    type Error = StoreError;
+
+    fn try_from(r: SnapshotRow) -> Result<Self, StoreError> {
+        Ok(Snapshot {
+            id: SnapshotId(r.id),
+            source_id: r.source_id.map(SourceId),
+            target_id: r.target_id.map(TargetId),
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            status: r.status.parse()?,
+            item_count: r.item_count,
+            detail: r.detail.0,
+        })
+    }
+}
+
+const SNAPSHOT_COLUMNS: &str =
+    "id, source_id, target_id, started_at, finished_at, status, item_count, detail";
+
+#[derive(sqlx::FromRow)]
+struct GroupRow {
+    name: String,
+    remote_id: Option<String>,
+    directory: Option<String>,
+    read_only: Option<String>,
+    grants_licence: bool,
+    nested: Json<Vec<String>>,
+    member_count: i64,
+}
+
+impl Store {
+    /// Starts a snapshot of a target's inventory.
+    pub async fn begin_target_snapshot(&self, target: TargetId) -> Result<Snapshot, StoreError> {
+        const SQL: &str = "insert into snapshots (id, target_id, started_at, status) \
+             values ($1, $2, $3, 'running') \
+             returning id, source_id, target_id, started_at, finished_at, status, item_count, detail";
+        let row: SnapshotRow = on_db!(&self.db, |pool| {
+            sqlx::query_as(SQL)
+                .bind(SnapshotId::new().0)
+                .bind(target.0)
+                .bind(self.now())
+                .fetch_one(pool)
+                .await
+        })?;
+        Snapshot::try_from(row)
+    }
+
+    /// Ends a snapshot with its status, the number of items it saw and its detail (for an
+    /// incomplete one, `detail.reason` says why).
+    pub async fn finish_snapshot(
+        &self,
+        id: SnapshotId,
+        status: SnapshotStatus,
+        item_count: i64,
+        detail: &Value,
+    ) -> Result<Snapshot, StoreError> {
+        const SQL: &str = "update snapshots set finished_at = $2, status = $3, item_count = $4, \
+             detail = $5 where id = $1 \
+             returning id, source_id, target_id, started_at, finished_at, status, item_count, detail";
+        let row: SnapshotRow = on_db!(&self.db, |pool| {
+            sqlx::query_as(SQL)
+                .bind(id.0)
+                .bind(self.now())
+                .bind(status.as_str())
+                .bind(item_count)
+                .bind(Json(detail))
+                .fetch_one(pool)
+                .await
+        })?;
+        Snapshot::try_from(row)
+    }
+
+    /// A target's most recent finished snapshot, or its most recent one with `status`.
+    pub async fn latest_target_snapshot(
+        &self,
+        target: TargetId,
+        status: Option<SnapshotStatus>,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let sql = format!(
+            "select {SNAPSHOT_COLUMNS} from snapshots where target_id = $1 \
+             and status <> 'running' and ($2 is null or status = $2) \
+             order by started_at desc, id desc limit 1"
+        );
+        let row: Option<SnapshotRow> = on_db!(&self.db, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(target.0)
+                .bind(status.map(|s| s.as_str()))
+                .fetch_optional(pool)
+                .await
+        })?;
+        row.map(Snapshot::try_from).transpose()
+    }
+
+    /// Records the groups a target inventory saw, replacing what earlier inventories said
+    /// about them; groups not in `groups` keep their older snapshot id.
+    pub async fn record_target_groups(
+        &self,
+        target: TargetId,
+        snapshot: SnapshotId,
+        groups: &[TargetGroup],
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "insert into target_groups (id, target_id, name, name_lower, remote_id, \
+               directory, read_only, grants_licence, nested, member_count, last_snapshot_id, \
+               updated_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             on conflict (target_id, name_lower) do update set name = excluded.name, \
+               remote_id = excluded.remote_id, directory = excluded.directory, \
+               read_only = excluded.read_only, grants_licence = excluded.grants_licence, \
+               nested = excluded.nested, member_count = excluded.member_count, \
+               last_snapshot_id = excluded.last_snapshot_id, updated_at = excluded.updated_at";
+        let now = self.now();
+        let mut tx = self.begin_write().await?;
+        for g in groups {
+            on_tx!(&mut tx, |conn| {
+                sqlx::query(SQL)
+                    .bind(Uuid::now_v7())
+                    .bind(target.0)
+                    .bind(&g.name)
+                    .bind(normalise_key(&g.name))
+                    .bind(&g.remote_id)
+                    .bind(&g.directory)
+                    .bind(&g.read_only)
+                    .bind(g.grants_licence)
+                    .bind(Json(&g.nested))
+                    .bind(g.member_count)
+                    .bind(snapshot.0)
+                    .bind(now)
+                    .execute(conn)
+                    .await
+                    .map(|_| ())
+            })?;
+        }
+        tx.commit().await
+    }
+
+    /// The groups a target's inventories reported, by name.
+    pub async fn target_groups(&self, target: TargetId) -> Result<Vec<TargetGroup>, StoreError> {
+        const SQL: &str = "select name, remote_id, directory, read_only, grants_licence, nested, \
+             member_count from target_groups where target_id = $1 order by name_lower";
+        let rows: Vec<GroupRow> = on_db!(&self.db, |pool| {
+            sqlx::query_as(SQL).bind(target.0).fetch_all(pool).await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|r| TargetGroup {
+                name: r.name,
+                remote_id: r.remote_id,
+                directory: r.directory,
+                read_only: r.read_only,
+                grants_licence: r.grants_licence,
+                nested: r.nested.0,
+                member_count: r.member_count,
+            })
+            .collect())
+    }
+}
