@@ -116,6 +116,34 @@ pub struct TargetConfig {
     pub plausible_change_percent: f64,
 }
 
+impl TargetConfig {
+    /// A target of `kind` at `base_url` with every other setting at its default.
+    pub fn new(kind: TargetKind, base_url: impl Into<String>) -> Self {
+        Self {
+            kind,
+            base_url: base_url.into(),
+            token: None,
+            username: None,
+            password: None,
+            version: None,
+            licence_groups: default_licence_groups(),
+            licence_tier: None,
+            remote_api: RemoteApiMode::default(),
+            crowd: None,
+            last_login_database: None,
+            org_id: None,
+            directory_id: None,
+            site_id: None,
+            page_size: default_target_page_size(),
+            timeout_secs: default_target_timeout_secs(),
+            max_requests_per_second: None,
+            max_rate_limit_wait_secs: default_target_rate_limit_wait_secs(),
+            delete_timeout_secs: default_target_delete_timeout_secs(),
+            plausible_change_percent: default_plausible_change_percent(),
+        }
+    }
+}
+
 fn default_licence_groups() -> Vec<String> {
     vec!["confluence-users".into()]
 }

@@ -142,27 +142,15 @@ pub async fn sync_target<T: Target>(
         Ok(p) => p,
         Err(e) => {
             let reason = format!("cannot probe the target: {e}");
-            let snapshot = store
-                .finish_snapshot(
-                    snapshot.id,
-                    SnapshotStatus::Failed,
-                    0,
-                    &json!({ "reason": reason }),
-                )
-                .await?;
-            tracing::warn!(reason = %reason, "inventory failed");
-            return Ok(InventoryReport {
-                snapshot,
-                accounts: 0,
-                groups: 0,
-                pages: 0,
-                reason: Some(reason),
-                licence: None,
-                probe: None,
-                elapsed_ms: started.elapsed().as_millis() as u64,
-            });
+            return failed(store, snapshot, reason, None, started).await;
         }
     };
+    if let crate::targets::Support::Unsupported { why } =
+        probe.capabilities.get(Capability::ListAccounts)
+    {
+        let reason = format!("listing accounts is unsupported on this instance ({why})");
+        return failed(store, snapshot, reason, Some(probe), started).await;
+    }
 
     let view = read_groups(target, &probe, opts, &mut problems).await;
     let direct_grants = BTreeSet::new();
@@ -339,6 +327,36 @@ pub async fn sync_target<T: Target>(
         licence: Some(licence),
         probe: Some(probe),
         elapsed_ms,
+    })
+}
+
+/// Ends the snapshot as failed: nothing could be listed.
+async fn failed(
+    store: &Store,
+    snapshot: Snapshot,
+    reason: String,
+    probe: Option<Probe>,
+    started: Instant,
+) -> Result<InventoryReport, InventoryError> {
+    let version = probe.as_ref().and_then(|p| p.info.version.clone());
+    let snapshot = store
+        .finish_snapshot(
+            snapshot.id,
+            SnapshotStatus::Failed,
+            0,
+            &json!({ "reason": reason, "version": version }),
+        )
+        .await?;
+    tracing::warn!(reason = %reason, "inventory failed");
+    Ok(InventoryReport {
+        snapshot,
+        accounts: 0,
+        groups: 0,
+        pages: 0,
+        reason: Some(reason),
+        licence: None,
+        probe,
+        elapsed_ms: started.elapsed().as_millis() as u64,
     })
 }
 
