@@ -420,7 +420,9 @@ impl ConfluenceDc {
             page.size,
             page.results.len(),
             page.links.as_ref(),
-            |link, base| self.http.resolve_link(link, base),
+            // Relative links are taken against idbridge's own base URL, not the instance's
+            // `_links.base` (its configured base URL may be a host idbridge cannot reach).
+            |link, _base| self.http.resolve_link(link, None),
         )?;
         let next = match next {
             Some(Pos::Url(u))
@@ -428,8 +430,10 @@ impl ConfluenceDc {
                     .map(|p| path_tail(p.path(), 2) == path_tail(expected.path(), 2))
                     .unwrap_or(false) =>
             {
-                let following =
-                    start.saturating_add(page.size.unwrap_or(page.results.len() as u64));
+                let following = page
+                    .start
+                    .unwrap_or(start)
+                    .saturating_add(page.results.len() as u64);
                 tracing::debug!(
                     link.path = %u,
                     following,

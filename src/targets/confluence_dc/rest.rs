@@ -341,7 +341,8 @@ impl Cursor {
 ///
 /// The instance's `_links.next` is followed when it continues exactly where this page ended
 /// (`start + size`); when it would skip or repeat items (a server that capped `limit` but
-/// computed `next` from the asked limit) the offset `start + size` is used instead. Without
+/// computed `next` from the asked limit) or points at another origin, the offset
+/// `start + size` is used instead. Without
 /// any `_links`, a page shorter than asked, or empty, is the last.
 pub fn next_pos(
     requested_start: u64,
@@ -353,7 +354,16 @@ pub fn next_pos(
     resolve: impl FnOnce(&str, Option<&str>) -> Result<url::Url, TargetError>,
 ) -> Result<Option<Pos>, TargetError> {
     let start = page_start.unwrap_or(requested_start);
-    let size = page_size.unwrap_or(results as u64);
+    // `size` is the number of results on the page; when the two disagree the results win,
+    // so that no item is skipped.
+    let size = match page_size {
+        Some(s) if s == results as u64 => s,
+        Some(s) => {
+            tracing::debug!(size = s, results, "page size disagrees with its results");
+            results as u64
+        }
+        None => results as u64,
+    };
     let following = start.saturating_add(size);
     match links {
         Some(links) => {
@@ -364,7 +374,15 @@ pub fn next_pos(
                 // A `next` after an empty page would loop forever.
                 return Ok(None);
             }
-            let url = resolve(next, links.base.as_deref())?;
+            let url = match resolve(next, links.base.as_deref()) {
+                Ok(url) => url,
+                Err(e) => {
+                    // A link on another origin (the instance's configured base URL differs
+                    // from the one idbridge uses) is never followed; the offset is.
+                    tracing::debug!(error = %e, following, "next-page link not followed");
+                    return Ok(Some(Pos::Start(following)));
+                }
+            };
             let link_start = url
                 .query_pairs()
                 .find(|(k, _)| k == "start")
@@ -561,6 +579,24 @@ mod tests {
         };
         let next = next_pos(0, 500, Some(0), Some(100), 100, Some(&links), resolver).unwrap();
         assert_eq!(next, Some(Pos::Start(100)));
+    }
+
+    #[test]
+    fn paging_never_follows_a_link_it_cannot_resolve_and_uses_the_offset() {
+        let links = Links {
+            base: None,
+            next: Some("https://elsewhere.example/rest/api/user/list?start=25".into()),
+            self_: None,
+        };
+        let refuse = |_: &str, _: Option<&str>| -> Result<url::Url, TargetError> {
+            Err(TargetError::UnexpectedBody {
+                status: 200,
+                detail: "points to another host".into(),
+            })
+        };
+        // The sample says size 25 with one result: the results win.
+        let next = next_pos(0, 25, Some(0), Some(25), 1, Some(&links), refuse).unwrap();
+        assert_eq!(next, Some(Pos::Start(1)));
     }
 
     #[test]
