@@ -945,7 +945,22 @@ impl Target for ConfluenceDc {
             return Ok(self.licence_groups.clone());
         }
         let url = self.url(&["rest", "api", "permissions"], &[])?;
-        let value: Value = self.http.get_json(url).await?;
+        let resp = self.http.send(Method::GET, url, None).await?;
+        if rest::is_plain_not_found(&resp) {
+            tracing::warn!(
+                target_name = %self.name,
+                version = %d.version,
+                "no global-permission REST on this instance; using the configured licence groups"
+            );
+            return Ok(self.licence_groups.clone());
+        }
+        if !resp.is_success() {
+            return Err(rest::status_error(
+                &resp,
+                "global permissions (GET /rest/api/permissions)",
+            ));
+        }
+        let value: Value = resp.json()?;
         let list = match value {
             Value::Array(items) => items,
             Value::Object(mut o) => match o.remove("results") {
