@@ -155,11 +155,7 @@ async fn create_user(State(sim): State<Sim>, Json(req): Json<CreateUser>) -> Res
             created_ms: now,
             check_seats: false,
         })
-        .map(|slot| {
-            st.with_user(slot, |u| u.username = username.clone());
-            st.move_user(slot, d).map(|()| slot)
-        })
-        .and_then(|r| r)
+        .inspect(|slot| st.force_rename(*slot, &username))
     } else {
         st.create_user(NewUser {
             username: username.clone(),
@@ -178,7 +174,7 @@ async fn create_user(State(sim): State<Sim>, Json(req): Json<CreateUser>) -> Res
     match created {
         Ok(slot) => {
             if let Some(p) = req.pat {
-                st.with_user(slot, |u| u.pat = Some(p));
+                st.set_pat(slot, &p);
             }
             match view(&st, slot) {
                 Some(v) => (StatusCode::CREATED, Json(v)).into_response(),
@@ -233,6 +229,9 @@ async fn patch_user(
     {
         return bad(f.message());
     }
+    if let Some(p) = req.pat.as_deref() {
+        st.set_pat(slot, p);
+    }
     st.with_user(slot, |u| {
         if let Some(a) = req.active {
             u.active = a;
@@ -253,9 +252,6 @@ async fn patch_user(
         }
         if let Some(p) = req.password {
             u.password = Some(p);
-        }
-        if let Some(p) = req.pat {
-            u.pat = Some(p);
         }
         if let Some(ms) = req.last_authenticated {
             u.last_auth_ms = Some(ms);

@@ -343,9 +343,7 @@ pub fn authenticate(sim: &Inner, headers: &HeaderMap) -> Result<Option<Caller>, 
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
     {
-        let token = token.trim();
-        st.effective_slots()
-            .find(|s| st.get(*s).and_then(|u| u.pat.as_deref()) == Some(token))
+        st.by_pat(token.trim()).filter(|s| !st.is_shadowed(*s))
     } else if let Some(b64) = value
         .strip_prefix("Basic ")
         .or_else(|| value.strip_prefix("basic "))

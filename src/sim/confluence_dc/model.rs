@@ -151,6 +151,8 @@ pub struct State {
     by_key: HashMap<String, usize>,
     /// Username → slots, highest-priority directory first; the first is the effective user.
     by_name: HashMap<String, Vec<usize>>,
+    /// Personal access token → slot.
+    by_pat: HashMap<String, usize>,
     pub groups: BTreeMap<String, Group>,
     pub perms: Vec<Perm>,
     pub tasks: HashMap<String, Task>,
@@ -294,6 +296,7 @@ impl State {
             users: Vec::with_capacity(spec.users + 1),
             by_key: HashMap::with_capacity(spec.users + 1),
             by_name: HashMap::with_capacity(spec.users + 1),
+            by_pat: HashMap::new(),
             groups,
             perms,
             tasks: HashMap::new(),
@@ -481,6 +484,9 @@ impl State {
     fn insert(&mut self, user: User) -> usize {
         let slot = self.users.len();
         self.by_key.insert(user.key.clone(), slot);
+        if let Some(p) = &user.pat {
+            self.by_pat.insert(p.clone(), slot);
+        }
         let dir = user.dir;
         let slots = self.by_name.entry(user.username.clone()).or_default();
         slots.push(slot);
@@ -530,6 +536,23 @@ impl State {
     /// The user with `key`.
     pub fn by_key(&self, key: &str) -> Option<usize> {
         self.by_key.get(key).copied()
+    }
+
+    /// The user holding the personal access token `token`.
+    pub fn by_pat(&self, token: &str) -> Option<usize> {
+        self.by_pat.get(token).copied()
+    }
+
+    /// Gives `slot` a (new) personal access token.
+    pub fn set_pat(&mut self, slot: usize, token: &str) {
+        if let Some(old) = self.get(slot).and_then(|u| u.pat.clone()) {
+            self.by_pat.remove(&old);
+        }
+        if let Some(u) = self.get_mut(slot) {
+            u.pat = Some(token.to_owned());
+            self.by_pat.insert(token.to_owned(), slot);
+        }
+        self.touch();
     }
 
     /// Whether a row is hidden by a same-named user in a higher-priority directory.
@@ -792,6 +815,25 @@ impl State {
         Ok(())
     }
 
+    /// Gives `slot` the name `name` even when another directory has a user of that name
+    /// (which then shadows it, or is shadowed by it): the control API's way to set up
+    /// shadowing.
+    pub fn force_rename(&mut self, slot: usize, name: &str) {
+        let Some(old) = self.get(slot).map(|u| u.username.clone()) else {
+            return;
+        };
+        if let Some(slots) = self.by_name.get_mut(&old) {
+            slots.retain(|s| *s != slot);
+        }
+        self.reindex_name(&old);
+        if let Some(u) = self.get_mut(slot) {
+            u.username = name.to_owned();
+        }
+        self.by_name.entry(name.to_owned()).or_default().push(slot);
+        self.reindex_name(name);
+        self.touch();
+    }
+
     /// Creates a user in the first writable directory (or `dir`), returning its slot.
     pub fn create_user(&mut self, new: NewUser) -> Result<usize, Fail> {
         let username = new.username.to_lowercase();
@@ -869,6 +911,9 @@ impl State {
     pub fn delete_user(&mut self, slot: usize) -> Option<User> {
         let user = self.users.get_mut(slot).and_then(Option::take)?;
         self.by_key.remove(&user.key);
+        if let Some(p) = &user.pat {
+            self.by_pat.remove(p);
+        }
         self.reindex_name(&user.username);
         self.perms
             .retain(|p| !matches!(&p.subject, Subject::User(k) if *k == user.key));
