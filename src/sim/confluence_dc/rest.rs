@@ -253,7 +253,8 @@ impl<'a> Render<'a> {
             groups: st.granting_groups(),
             users: st.granting_users(),
             status: exp.contains(&"status"),
-            last_login: exp.contains(&"lastLogin") && sim.version.has(DcVersion::V10_2),
+            // Only `/rest/api/admin/users/list/active` expands lastLogin (see `active_users`).
+            last_login: false,
             relative: sim.settings().relative_links,
         }
     }
@@ -681,7 +682,10 @@ async fn active_users(
     let page = tri!(q.page(200, sim.opts.page_cap));
     let st = sim.read();
     let order = active_order(&sim, &st);
-    let r = Render::new(&sim, &st, q.get("expand").unwrap_or(""));
+    let expand = q.get("expand").unwrap_or("");
+    let mut r = Render::new(&sim, &st, expand);
+    r.last_login =
+        sim.version.has(DcVersion::V10_2) && expand.split(',').any(|e| e.trim() == "lastLogin");
     user_page(
         &st,
         &r,
