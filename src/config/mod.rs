@@ -393,7 +393,9 @@ impl Config {
             if t.timeout_secs == 0 {
                 problems.push(format!("targets.{name}.timeout_secs: must be at least 1"));
             }
-            if t.max_requests_per_second.is_some_and(|r| r.is_nan() || r <= 0.0) {
+            if t.max_requests_per_second
+                .is_some_and(|r| r.is_nan() || r <= 0.0)
+            {
                 problems.push(format!(
                     "targets.{name}.max_requests_per_second: must be above 0"
                 ));
