@@ -66,7 +66,8 @@ pub struct TargetConfig {
     /// Data Center Basic auth password.
     #[serde(default)]
     pub password: Option<Secret>,
-    /// Treat the instance as this version instead of detecting it (e.g. `8.5.4`).
+    /// The version to assume when it cannot be detected (e.g. `8.5.4`); a detected version
+    /// wins, and `targets check` notes any difference.
     #[serde(default)]
     pub version: Option<String>,
     /// Groups whose members hold a licence, where the instance cannot say (DC before 9.3).

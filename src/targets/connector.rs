@@ -13,16 +13,16 @@ use crate::domain::TargetKind;
 /// The connector of one configured target.
 #[derive(Debug)]
 pub enum Connector {
-    Dc(ConfluenceDc),
-    Cloud(AtlassianCloud),
+    Dc(Box<ConfluenceDc>),
+    Cloud(Box<AtlassianCloud>),
 }
 
 impl Connector {
     /// Builds the connector `cfg.kind` names.
     pub fn new(name: &str, cfg: &TargetConfig) -> Result<Self, TargetError> {
         Ok(match cfg.kind {
-            TargetKind::ConfluenceDc => Connector::Dc(ConfluenceDc::new(name, cfg)?),
-            TargetKind::ConfluenceCloud => Connector::Cloud(AtlassianCloud::new(name, cfg)?),
+            TargetKind::ConfluenceDc => Connector::Dc(Box::new(ConfluenceDc::new(name, cfg)?)),
+            TargetKind::ConfluenceCloud => Connector::Cloud(Box::new(AtlassianCloud::new(name, cfg)?)),
         })
     }
 }
