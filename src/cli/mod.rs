@@ -17,6 +17,7 @@ use crate::domain::SourceKind;
 use crate::store::Store;
 use crate::telemetry;
 
+mod sim;
 mod targets;
 
 /// idbridge keeps Confluence in step with your identity providers.
@@ -65,6 +66,42 @@ pub enum Command {
     Sync {
         #[command(subcommand)]
         command: SyncCommand,
+    },
+    /// Run a wire-faithful simulator of a system idbridge talks to, to try idbridge safely.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+}
+
+/// Which simulator to run. Each serves its product's API, plus `/__sim/` control routes
+/// (request log, fault injection, clock, population changes), until Ctrl-C.
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Confluence Data Center (any version from 7.13 to 10.2), with Crowd and the legacy
+    /// Remote API.
+    #[command(disable_version_flag = true)]
+    ConfluenceDc {
+        #[command(flatten)]
+        options: crate::sim::confluence_dc::DcSimOptions,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// Port to listen on; 0 picks a free one.
+        #[arg(long, default_value_t = 8090)]
+        port: u16,
+    },
+    /// The Atlassian Cloud admin APIs (organizations v1 and v2, user management).
+    #[command(disable_version_flag = true)]
+    AtlassianCloud {
+        #[command(flatten)]
+        options: crate::sim::atlassian_cloud::CloudSimOptions,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// Port to listen on; 0 picks a free one.
+        #[arg(long, default_value_t = 8091)]
+        port: u16,
     },
 }
 
@@ -211,6 +248,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Sim { command } => sim::run(command).await,
         Command::Token { ref command } => {
             let config = load(&cli)?;
             match command {

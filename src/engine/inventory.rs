@@ -181,6 +181,9 @@ pub async fn sync_target<T: Target>(
         counters.1,
         opts.licence_tier,
         &licence_basis(&probe, &view),
+    )
+    .last_login_known(
+        probe.capabilities.get(Capability::LastLogin).is_supported() || opts.last_logins.is_some(),
     );
 
     // Accounts, page by page, straight into the store.

@@ -22,7 +22,9 @@ impl Connector {
     pub fn new(name: &str, cfg: &TargetConfig) -> Result<Self, TargetError> {
         Ok(match cfg.kind {
             TargetKind::ConfluenceDc => Connector::Dc(Box::new(ConfluenceDc::new(name, cfg)?)),
-            TargetKind::ConfluenceCloud => Connector::Cloud(Box::new(AtlassianCloud::new(name, cfg)?)),
+            TargetKind::ConfluenceCloud => {
+                Connector::Cloud(Box::new(AtlassianCloud::new(name, cfg)?))
+            }
         })
     }
 }

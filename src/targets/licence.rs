@@ -73,6 +73,7 @@ pub fn holds_licence(
 pub struct UsageTally {
     usage: LicenceUsage,
     counted: HashSet<String>,
+    last_login_known: bool,
 }
 
 impl UsageTally {
@@ -93,7 +94,15 @@ impl UsageTally {
                 ..LicenceUsage::default()
             },
             counted: HashSet::new(),
+            last_login_known: true,
         }
+    }
+
+    /// Says whether last-login times are known at all; when they are not, nobody is
+    /// counted as "never logged in" (an unknown time is not a missing login).
+    pub fn last_login_known(mut self, known: bool) -> Self {
+        self.last_login_known = known;
+        self
     }
 
     /// Counts `account`, which holds a licence when `licensed` (and it is active).
@@ -108,7 +117,7 @@ impl UsageTally {
                 account
                     .directory
                     .clone()
-                    .unwrap_or_else(|| "(unknown)".into()),
+                    .unwrap_or_else(|| "(directory not reported)".into()),
             )
             .or_default();
         if account.active {
@@ -121,7 +130,7 @@ impl UsageTally {
         if licensed && account.active {
             out.licensed += 1;
             dir.licensed += 1;
-            if account.last_login_at.is_none() {
+            if self.last_login_known && account.last_login_at.is_none() {
                 out.never_logged_in += 1;
                 dir.never_logged_in += 1;
             }
@@ -197,6 +206,14 @@ mod tests {
         assert_eq!(u.never_logged_in, 2);
         assert_eq!(u.tier, Some(10));
         assert_eq!(u.per_directory["Internal"].licensed, 2);
+    }
+
+    #[test]
+    fn nobody_counts_as_never_logged_in_when_last_logins_are_unknown() {
+        let mut tally = UsageTally::new(None, None, None, "test").last_login_known(false);
+        tally.add(&account("a", true, &[]), true);
+        let u = tally.finish();
+        assert_eq!((u.licensed, u.never_logged_in), (1, 0));
     }
 
     #[test]

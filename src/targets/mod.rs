@@ -355,7 +355,8 @@ pub struct LicenceUsage {
     pub licensed: u64,
     pub active: u64,
     pub deactivated: u64,
-    /// Licensed accounts that never logged in (only when last login is known).
+    /// Licensed accounts that never logged in; 0 when the target's last-login times are
+    /// unknown.
     pub never_logged_in: u64,
     /// What the target itself reports as used seats, when it reports it.
     pub reported_in_use: Option<u64>,

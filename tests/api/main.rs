@@ -23,4 +23,5 @@ mod sim_confluence_dc;
 mod store_contract;
 mod target_confluence_cloud;
 mod target_confluence_dc;
+mod targets_cli;
 mod tokens;

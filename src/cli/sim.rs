@@ -1,0 +1,83 @@
+//! `idbridge sim …`: runs one simulator in the foreground, prints where it listens and how to
+//! sign in, and stops cleanly on Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+
+use super::SimCommand;
+use crate::app::cancel_on_signals;
+use crate::sim::{atlassian_cloud, confluence_dc};
+
+/// Runs the simulator `command` names until a shutdown signal.
+pub(super) async fn run(command: SimCommand) -> anyhow::Result<()> {
+    init_sim_logs();
+    match command {
+        SimCommand::ConfluenceDc {
+            options,
+            bind,
+            port,
+        } => {
+            let version = options.product_version;
+            let users = options.users;
+            let remote_api = options.remote_api;
+            let crowd = options.crowd;
+            let sim = confluence_dc::start(options, SocketAddr::new(bind, port))
+                .await
+                .with_context(|| format!("cannot listen on {bind}:{port}"))?;
+            println!("Confluence Data Center {version} simulator with {users} users");
+            println!("  base URL:    {}", sim.base_url());
+            println!(
+                "  sign in:     {} / {} (Basic) or Bearer {}",
+                sim.admin_user(),
+                sim.admin_password(),
+                sim.pat()
+            );
+            println!(
+                "  remote API:  {}",
+                if remote_api { "enabled" } else { "disabled" }
+            );
+            if crowd {
+                let (app, _) = sim.crowd_app();
+                println!("  crowd:       {} (application `{app}`)", sim.crowd_url());
+            }
+            println!("  control:     {}/__sim/state", sim.root_url());
+            println!("press Ctrl-C to stop");
+            cancel_on_signals(sim.cancel_token());
+            sim.wait().await;
+        }
+        SimCommand::AtlassianCloud {
+            options,
+            bind,
+            port,
+        } => {
+            let users = options.users;
+            let sim = atlassian_cloud::start(options, SocketAddr::new(bind, port))
+                .await
+                .with_context(|| format!("cannot listen on {bind}:{port}"))?;
+            println!("Atlassian Cloud admin API simulator with {users} users");
+            println!("  base URL:    {}", sim.base_url());
+            println!("  org id:      {}", sim.org_id());
+            println!("  API key:     Bearer {}", sim.api_key());
+            println!("  site:        {}", sim.site_id());
+            println!("  control:     {}/__sim/state", sim.base_url());
+            println!("press Ctrl-C to stop");
+            cancel_on_signals(sim.cancel_token());
+            sim.wait().await;
+        }
+    }
+    println!("simulator stopped");
+    Ok(())
+}
+
+/// Simulators log warnings and errors only, as text, unless `RUST_LOG` says otherwise.
+fn init_sim_logs() {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
