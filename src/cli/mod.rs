@@ -70,7 +70,7 @@ pub enum Command {
     /// Run a wire-faithful simulator of a system idbridge talks to, to try idbridge safely.
     Sim {
         #[command(subcommand)]
-        command: SimCommand,
+        command: Box<SimCommand>,
     },
 }
 
@@ -248,7 +248,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Sim { command } => sim::run(command).await,
+        Command::Sim { command } => sim::run(*command).await,
         Command::Token { ref command } => {
             let config = load(&cli)?;
             match command {
