@@ -18,6 +18,8 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+
+use crate::clock::{Clock, SystemClock};
 use tokio_util::sync::CancellationToken;
 
 /// A small, fast, seeded generator (SplitMix64): the same seed gives the same population.
@@ -73,7 +75,7 @@ pub struct SimClock(Arc<Mutex<chrono::Duration>>);
 impl SimClock {
     /// Now, as the simulator sees it.
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        SystemClock.now() + *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Moves the clock forward.

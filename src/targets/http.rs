@@ -14,6 +14,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::TargetError;
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Secret, TargetConfig};
 
 /// How idbridge authenticates to a target.
@@ -470,13 +471,10 @@ impl RemoteClient {
         let wait = base * factor;
         // Up to 25 % jitter so that several workers do not retry in step.
         let jitter_ms = (wait.as_millis() as u64 / 4).max(1);
-        let nanos = Instant::now().elapsed().subsec_nanos() as u64
-            ^ std::process::id() as u64
-            ^ (std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos() as u64)
-                .unwrap_or(0));
-        wait + Duration::from_millis(nanos % jitter_ms)
+        let mut bytes = [0u8; 8];
+        // Without randomness the back-off is merely unjittered, never wrong.
+        let random = getrandom::fill(&mut bytes).map_or(0, |()| u64::from_le_bytes(bytes));
+        wait + Duration::from_millis(random % jitter_ms)
     }
 
     /// Waits until the next request may go out, then reserves the following slot.
@@ -540,7 +538,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         return Some(Duration::from_secs(secs.min(86_400)));
     }
     let when = chrono::DateTime::parse_from_rfc2822(text).ok()?;
-    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    let delta = when.with_timezone(&chrono::Utc) - SystemClock.now();
     Some(
         delta
             .to_std()
@@ -553,7 +551,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 pub fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
     let text = headers.get("x-ratelimit-reset")?.to_str().ok()?.trim();
     let when = chrono::DateTime::parse_from_rfc3339(text).ok()?;
-    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    let delta = when.with_timezone(&chrono::Utc) - SystemClock.now();
     Some(
         delta
             .to_std()

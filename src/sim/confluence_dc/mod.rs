@@ -31,6 +31,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 
+use crate::clock::{Clock, SystemClock};
 use crate::sim::common::{LoggedRequest, SimCore, SimServer, TokenBucket, serve};
 use model::{PopulationSpec, State, VIEWER};
 
@@ -194,7 +195,7 @@ impl DcSimOptions {
 
     fn population(&self, seed: u64, users: usize) -> PopulationSpec {
         let epoch = self.epoch.unwrap_or_else(|| {
-            let now = Utc::now();
+            let now = SystemClock.now();
             Utc.timestamp_opt(now.timestamp() - now.timestamp().rem_euclid(86_400), 0)
                 .single()
                 .unwrap_or(now)

@@ -1,0 +1,252 @@
+//! Target benchmark: a whole inventory (`idbridge sync target`, the release binary as a child
+//! process) of 100,000 accounts from the Confluence DC simulator into SQLite and PostgreSQL,
+//! with the child's peak resident memory; and write calls through the DC connector against a
+//! simulator rate-limited to 50 requests per second.
+//!
+//! Run with `cargo bench --bench inventory`. PostgreSQL figures need `BENCH_DATABASE_URL` (or
+//! `TEST_DATABASE_URL`) naming a server where databases may be created. `BENCH_USERS`
+//! changes the population (default 100,000); `BENCH_WRITE_SECS` the length of the write run
+//! (default 20). Prints a Markdown table for `docs/benchmarks.md`.
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use idbridge::config::{Secret, TargetConfig};
+use idbridge::domain::TargetKind;
+use idbridge::sim::confluence_dc::{DcSim, DcSimOptions, start};
+use idbridge::targets::confluence_dc::ConfluenceDc;
+use idbridge::targets::{AccountRef, Target};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    let users: usize = env_or("BENCH_USERS", 100_000);
+    let write_secs: u64 = env_or("BENCH_WRITE_SECS", 20);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut rows: Vec<(String, String)> = Vec::new();
+
+    let seeding = Instant::now();
+    let sim = rt.block_on(start(
+        DcSimOptions {
+            product_version: "10.2".parse().expect("version"),
+            users,
+            ..DcSimOptions::default()
+        },
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    ));
+    let sim = sim.expect("simulator starts");
+    rows.push((
+        format!("simulator start with {users} users (Confluence DC 10.2)"),
+        format!("{:.0} ms", seeding.elapsed().as_secs_f64() * 1000.0),
+    ));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = format!("sqlite://{}", dir.path().join("inventory.db").display());
+    for pass in ["first inventory (all new)", "second inventory (unchanged)"] {
+        rows.push((
+            format!("{users} accounts into SQLite, {pass}"),
+            sync(&sim, &sqlite, users),
+        ));
+    }
+    let pg = std::env::var("BENCH_DATABASE_URL")
+        .or_else(|_| std::env::var("TEST_DATABASE_URL"))
+        .ok();
+    match pg {
+        Some(admin) => {
+            let name = "idbridge_bench_inventory";
+            psql(
+                &admin,
+                &format!("drop database if exists {name} with (force)"),
+            );
+            psql(&admin, &format!("create database {name}"));
+            let mut url = url::Url::parse(&admin).expect("database URL");
+            url.set_path(name);
+            for pass in ["first inventory (all new)", "second inventory (unchanged)"] {
+                rows.push((
+                    format!("{users} accounts into PostgreSQL, {pass}"),
+                    sync(&sim, url.as_str(), users),
+                ));
+            }
+            psql(
+                &admin,
+                &format!("drop database if exists {name} with (force)"),
+            );
+        }
+        None => rows.push((
+            "PostgreSQL".into(),
+            "skipped: set BENCH_DATABASE_URL".into(),
+        )),
+    }
+    rt.block_on(sim.stop());
+
+    rows.push((
+        format!("write calls against a simulator limited to 50 req/s ({write_secs} s)"),
+        rt.block_on(writes(Duration::from_secs(write_secs))),
+    ));
+
+    println!("| measure | result |\n|---|---|");
+    for (k, v) in rows {
+        println!("| {k} | {v} |");
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs `idbridge sync target bench` once and reports its throughput and peak memory.
+fn sync(sim: &DcSim, database_url: &str, users: usize) -> String {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idbridge"))
+        .args(["sync", "target", "bench"])
+        .env("IDBRIDGE_DATABASE__URL", database_url)
+        .env("IDBRIDGE_LOG__FILTER", "warn")
+        .env("IDBRIDGE_TARGETS__BENCH__KIND", "confluence_dc")
+        .env("IDBRIDGE_TARGETS__BENCH__BASE_URL", sim.base_url())
+        .env("IDBRIDGE_TARGETS__BENCH__TOKEN", sim.pat())
+        .env("IDBRIDGE_TARGETS__BENCH__PAGE_SIZE", "1000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn idbridge");
+    let pid = child.id();
+    let peak = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            // VmHWM only grows, so the last reading before exit is the peak.
+            while !done.load(Ordering::Relaxed) {
+                if let Some(kb) = vm_hwm_kb(pid) {
+                    peak.fetch_max(kb, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let out = child.wait_with_output().expect("idbridge runs");
+    let took = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(&format!("complete — {users} accounts")),
+        "sync failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!(
+        "{:.2} s end to end, {:.0} accounts/s; peak RSS {:.1} MB",
+        took.as_secs_f64(),
+        users as f64 / took.as_secs_f64(),
+        peak.load(Ordering::Relaxed) as f64 / 1024.0
+    )
+}
+
+fn vm_hwm_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Disables and re-enables accounts for `length` against a simulator that allows 50
+/// requests per second (bucket of 10), through the connector's rate-limit handling.
+async fn writes(length: Duration) -> String {
+    let sim = start(
+        DcSimOptions {
+            product_version: "9.3".parse().expect("version"),
+            users: 2_000,
+            rate_limit: Some(50),
+            rate_limit_burst: Some(10),
+            ..DcSimOptions::default()
+        },
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .expect("simulator starts");
+    let mut cfg = TargetConfig::new(TargetKind::ConfluenceDc, sim.base_url());
+    cfg.token = Some(Secret::new(sim.pat()));
+    cfg.max_rate_limit_wait_secs = 30;
+    let dc = ConfluenceDc::new("bench", &cfg).expect("connector");
+    dc.probe().await.expect("probe");
+    // Ordinary active accounts of the internal directory (admins and read-only LDAP
+    // accounts left alone).
+    let mut targets = Vec::new();
+    let mut cursor: Option<String> = None;
+    while targets.len() < 200 {
+        let page = dc.list_accounts(cursor.as_deref()).await.expect("list");
+        targets.extend(page.items.into_iter().filter(|a| {
+            a.active
+                && !["admin", "sysadmin", "viewer"].contains(&a.username.as_str())
+                && sim.user(&a.username).is_some_and(|u| {
+                    u.directory.contains("Internal")
+                        && !u.groups.iter().any(|g| g.contains("admin"))
+                })
+        }));
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    sim.core().requests(); // warm
+    let before = sim.core().requests().len();
+    let started = Instant::now();
+    let (mut ok, mut failed, mut calls) = (0u64, 0u64, 0u64);
+    let mut i = 0usize;
+    while started.elapsed() < length {
+        let a = AccountRef::of(&targets[i % targets.len()]);
+        let result = if (i / targets.len()) % 2 == 0 {
+            dc.disable(&a).await
+        } else {
+            dc.enable(&a).await
+        };
+        calls += 1;
+        match result {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                failed += 1;
+                eprintln!("write failed: {e}");
+            }
+        }
+        i += 1;
+    }
+    let took = started.elapsed().as_secs_f64();
+    let log = sim.core().requests();
+    let during = &log[before.min(log.len())..];
+    let limited = during.iter().filter(|r| r.status == 429).count();
+    let requests = during.len();
+    sim.stop().await;
+    format!(
+        "{:.1} HTTP requests/s sustained ({requests} in {took:.1} s, {limited} answered 429 and \
+         waited out); {:.1} write calls/s (each reads, then writes); {ok} succeeded, {failed} \
+         failed of {calls}",
+        requests as f64 / took,
+        calls as f64 / took
+    )
+}
+
+fn psql(url: &str, sql: &str) {
+    let status = Command::new("psql")
+        .args([url, "-qtAc", sql])
+        .stdout(Stdio::null())
+        .status()
+        .expect("run psql");
+    assert!(status.success(), "psql failed: {sql}");
+}
