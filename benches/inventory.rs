@@ -109,7 +109,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// Runs `idbridge sync target bench` once and reports its throughput and peak memory.
 fn sync(sim: &DcSim, database_url: &str, users: usize) -> String {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_idbridge"))
+    let child = Command::new(env!("CARGO_BIN_EXE_idbridge"))
         .args(["sync", "target", "bench"])
         .env("IDBRIDGE_DATABASE__URL", database_url)
         .env("IDBRIDGE_LOG__FILTER", "warn")
@@ -212,7 +212,7 @@ async fn writes(length: Duration) -> String {
     let mut i = 0usize;
     while started.elapsed() < length {
         let a = AccountRef::of(&targets[i % targets.len()]);
-        let result = if (i / targets.len()) % 2 == 0 {
+        let result = if (i / targets.len()).is_multiple_of(2) {
             dc.disable(&a).await
         } else {
             dc.enable(&a).await
