@@ -664,6 +664,29 @@ async fn delete_waits_for_the_long_task_and_the_user_is_gone_afterwards() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_task_that_fails_is_an_error_naming_the_reason_and_the_user_stays() {
+    let sim = start(SimSpec::new("9.3").users(10)).await;
+    control(
+        &sim,
+        reqwest::Method::PUT,
+        "/__sim/settings",
+        json!({"deleteTaskFailure": "the user owns content that cannot be reassigned"}),
+    )
+    .await;
+    let t = connector(&config(&sim, false));
+    let pat = make_user(&sim, "it.pat", None, &[]).await;
+    let err = t.delete(&pat).await.unwrap_err();
+    match &err {
+        TargetError::Rejected { detail, .. } => {
+            assert!(detail.contains("cannot be reassigned"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(sim.user_by_key(&pat.key).is_some(), "the user stays");
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_and_update_profile_work_where_the_version_has_them() {
     for version in VERSIONS {
         let v = dc_version(version);
