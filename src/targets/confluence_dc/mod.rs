@@ -18,7 +18,7 @@ pub mod version;
 #[cfg(test)]
 mod wire_tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,8 +42,16 @@ use version::{Crowd, Features, RemoteApi, Transport, V8_2, V8_4, V9_3, V10_2, Ve
 /// Most pages one internal walk (memberships, last logins) reads before giving up.
 const MAX_WALK_PAGES: usize = 100_000;
 
-/// userKey → last login.
-type LastLogins = HashMap<String, DateTime<Utc>>;
+/// What the licensed-users listing (`/rest/api/admin/users/list/active`, 9.3+) says: the
+/// keys of the users counting toward the licence, and (10.2+) their last logins.
+#[derive(Debug, Default)]
+struct ActiveUsers {
+    licensed: HashSet<String>,
+    /// userKey → last login.
+    last_logins: HashMap<String, DateTime<Utc>>,
+    /// The instance has no such listing; nothing is known.
+    unavailable: bool,
+}
 
 /// What a probe found, kept for the writes.
 #[derive(Debug)]
@@ -77,9 +85,9 @@ pub struct ConfluenceDc {
     delete_timeout: Duration,
     poll_interval: Duration,
     state: Mutex<Option<Arc<Detected>>>,
-    /// userKey → last login, from `/rest/api/admin/users/list/active?expand=lastLogin`;
-    /// rebuilt when a listing starts over.
-    last_logins: Mutex<Option<Arc<LastLogins>>>,
+    /// The licensed users and their last logins, from `/rest/api/admin/users/list/active`
+    /// (9.3+, `expand=lastLogin` on 10.2+); rebuilt when a listing starts over.
+    active_users: Mutex<Option<Arc<ActiveUsers>>>,
     /// Usernames from the Remote API `getActiveUsers`, for listings before 8.4.
     remote_users: Mutex<Option<Arc<Vec<String>>>>,
 }
@@ -177,7 +185,7 @@ impl ConfluenceDc {
             delete_timeout: Duration::from_secs(cfg.delete_timeout_secs),
             poll_interval: Duration::from_millis(500),
             state: Mutex::new(None),
-            last_logins: Mutex::new(None),
+            active_users: Mutex::new(None),
             remote_users: Mutex::new(None),
         })
     }
@@ -551,6 +559,35 @@ impl ConfluenceDc {
         Ok(())
     }
 
+    /// The email of `username` from the Remote API `getUser`, when the Remote API is usable;
+    /// `None` when it is not or the answer carries none (the caller then writes anyway).
+    async fn remote_email(&self, d: &Detected, username: &str) -> Option<String> {
+        d.transport()?;
+        match self
+            .rpc_call(
+                d,
+                "getUser",
+                vec![RpcValue::str(username)],
+                Capability::UpdateProfile,
+            )
+            .await
+        {
+            Ok(RpcValue::Struct(members)) => members.into_iter().find_map(|(k, v)| match v {
+                RpcValue::Str(e) if k == "email" && !e.is_empty() => Some(e),
+                _ => None,
+            }),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(
+                    target_name = %self.name,
+                    error = %e,
+                    "Remote API getUser failed; the profile is written without comparing the email"
+                );
+                None
+            }
+        }
+    }
+
     /// A REST write answering 204 (or any 2xx).
     async fn rest_write(
         &self,
@@ -582,33 +619,41 @@ impl ConfluenceDc {
     // --------------------------------------------------------------------------------------
     // Listing helpers
 
-    /// userKey → last login from the licensed-users listing (10.2+), all pages.
-    async fn load_last_logins(&self) -> Result<Arc<LastLogins>, TargetError> {
-        let mut map = HashMap::new();
+    /// The licensed users (9.3+) and their last logins (10.2+) from the licensed-users
+    /// listing, all pages.
+    async fn load_active_users(&self, d: &Detected) -> Result<Arc<ActiveUsers>, TargetError> {
+        let mut out = ActiveUsers::default();
+        let with_logins = d.version >= V10_2;
+        let extra: Vec<(&str, String)> = if with_logins {
+            vec![("expand", "lastLogin".into())]
+        } else {
+            Vec::new()
+        };
         let mut pos = Pos::Start(0);
         for _ in 0..MAX_WALK_PAGES {
             let (page, next) = self
                 .fetch_page::<DcUser>(
                     &["rest", "api", "admin", "users", "list", "active"],
                     &pos,
-                    &[("expand", "lastLogin".into())],
-                    "last logins (GET /rest/api/admin/users/list/active)",
+                    &extra,
+                    "licensed users (GET /rest/api/admin/users/list/active)",
                 )
                 .await?;
             for u in &page.results {
-                if let (Some(k), Some(t)) = (
-                    u.user_key.as_ref(),
-                    u.last_login.as_ref().and_then(rest::parse_last_login),
-                ) {
-                    map.insert(k.clone(), t);
+                let Some(k) = u.user_key.as_ref().filter(|k| !k.is_empty()) else {
+                    continue;
+                };
+                out.licensed.insert(k.clone());
+                if let Some(t) = u.last_login.as_ref().and_then(rest::parse_last_login) {
+                    out.last_logins.insert(k.clone(), t);
                 }
             }
             match next {
                 Some(p) => pos = p,
                 None => {
-                    let map = Arc::new(map);
-                    *lock(&self.last_logins) = Some(map.clone());
-                    return Ok(map);
+                    let out = Arc::new(out);
+                    *lock(&self.active_users) = Some(out.clone());
+                    return Ok(out);
                 }
             }
         }
@@ -645,21 +690,43 @@ impl ConfluenceDc {
                 "users without userKey or username skipped"
             );
         }
-        if d.version >= V10_2 {
+        if d.version >= V9_3 {
             // One walk of the licensed-users listing per listing (O(pages)), then a lookup
-            // per account.
+            // per account: who holds a licence by the instance's own count (direct user
+            // grants included) and, from 10.2, when each last logged in.
             let cached = if starting {
                 None
             } else {
-                lock(&self.last_logins).clone()
+                lock(&self.active_users).clone()
             };
-            let logins = match cached {
+            let active = match cached {
                 Some(m) => m,
-                None => self.load_last_logins().await?,
+                None => match self.load_active_users(d).await {
+                    Ok(m) => m,
+                    // Without the listing (an instance that lacks it), licences are
+                    // counted from the licence groups, as before 9.3.
+                    Err(TargetError::NotFound { what }) if d.version < V10_2 => {
+                        tracing::warn!(
+                            target_name = %self.name,
+                            what = %what,
+                            "no licensed-users listing; licences counted from the licence groups"
+                        );
+                        let empty = Arc::new(ActiveUsers {
+                            unavailable: true,
+                            ..ActiveUsers::default()
+                        });
+                        *lock(&self.active_users) = Some(empty.clone());
+                        empty
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             for a in &mut items {
                 if a.last_login_at.is_none() {
-                    a.last_login_at = logins.get(&a.key).copied();
+                    a.last_login_at = active.last_logins.get(&a.key).copied();
+                }
+                if a.licensed.is_none() && !active.unavailable {
+                    a.licensed = Some(active.licensed.contains(&a.key));
                 }
             }
         }
@@ -1316,11 +1383,16 @@ impl Target for ConfluenceDc {
         email: &str,
         display_name: &str,
     ) -> Result<WriteOutcome, TargetError> {
-        self.require(Capability::UpdateProfile).await?;
+        let d = self.require(Capability::UpdateProfile).await?;
         let cur = self.current(account).await?;
         let same_name = cur.display_name.as_deref() == Some(display_name);
-        let same_email = cur
-            .email
+        // `GET /rest/api/user` carries no email; the Remote API's getUser does.
+        let known_email = match &cur.email {
+            Some(e) => Some(e.clone()),
+            None if same_name => self.remote_email(&d, &cur.username).await,
+            None => None,
+        };
+        let same_email = known_email
             .as_deref()
             .is_some_and(|e| e.eq_ignore_ascii_case(email));
         if same_name && same_email {

@@ -435,7 +435,7 @@ pub fn status_error(resp: &Response, what: &str) -> TargetError {
             detail: format!("{what}: {detail}"),
         },
         403 if says_read_only(&detail) => TargetError::ManagedByIdp {
-            detail: format!("{what}: the user directory is read-only: {detail}"),
+            detail: format!("{what}: the user directory is read-only (403): {detail}"),
         },
         403 => TargetError::Forbidden {
             detail: format!("{what}: insufficient permission: {detail}"),
