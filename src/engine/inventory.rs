@@ -207,6 +207,11 @@ pub async fn sync_target<T: Target>(
             }
         };
         announced = page.total.or(announced);
+        if let Some(why) = &page.partial
+            && !problems.iter().any(|p| p.contains(why.as_str()))
+        {
+            problems.push(format!("accounts: the listing is partial: {why}"));
+        }
         let mut rows = Vec::with_capacity(page.items.len());
         for mut a in page.items {
             if !seen.insert(a.key.clone()) {

@@ -824,6 +824,7 @@ impl Target for AtlassianCloud {
             .await?;
         let dir = dirs.get(idx).map(|d| d.id.as_str());
         Ok(Page {
+            partial: None,
             items: users.into_iter().map(|u| self.account(u, dir)).collect(),
             next,
             total: None,
@@ -852,6 +853,7 @@ impl Target for AtlassianCloud {
             .search_page::<WireGroup>(Listing::Groups, "groups/search", cursor, body, &dirs)
             .await?;
         Ok(Page {
+            partial: None,
             items: groups.into_iter().map(Self::group).collect(),
             next,
             total: None,
@@ -873,6 +875,7 @@ impl Target for AtlassianCloud {
             .search_page::<WireUser>(Listing::Members, "users/search", cursor, body, &[dir])
             .await?;
         Ok(Page {
+            partial: None,
             items: users
                 .into_iter()
                 .map(|u| Member::Account {

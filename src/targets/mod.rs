@@ -279,6 +279,10 @@ pub struct Page<T> {
     pub next: Option<String>,
     /// The total the target announces, when it announces one.
     pub total: Option<u64>,
+    /// Why this page cannot be the whole truth, when it cannot (e.g. a fallback API that
+    /// lists active users only). An inventory with such a page is never complete.
+    #[serde(default)]
+    pub partial: Option<String>,
 }
 
 /// Names an account for a write: both keys, because DC writes take the username and Cloud

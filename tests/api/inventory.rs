@@ -27,6 +27,7 @@ enum Flaw {
     RepeatedKey,
     BrokenSecondPage,
     WrongTotal,
+    Partial,
 }
 
 struct FakeTarget {
@@ -116,7 +117,12 @@ impl Target for FakeTarget {
             Flaw::WrongTotal => Some(self.accounts.len() as u64 + 5),
             _ => Some(self.accounts.len() as u64),
         };
-        Ok(Page { items, next, total })
+        Ok(Page {
+            partial: (self.flaw == Flaw::Partial).then(|| "active users only".to_string()),
+            items,
+            next,
+            total,
+        })
     }
     async fn get_account(&self, _a: &AccountRef) -> Result<Option<RemoteAccount>, TargetError> {
         Ok(None)
@@ -127,6 +133,7 @@ impl Target for FakeTarget {
             ..RemoteGroup::default()
         };
         Ok(Page {
+            partial: None,
             items: vec![g("confluence-users"), g("staff"), g("marketing")],
             next: None,
             total: None,
@@ -168,6 +175,7 @@ impl Target for FakeTarget {
                 .collect(),
         };
         Ok(Page {
+            partial: None,
             items,
             next: None,
             total: None,
@@ -342,6 +350,7 @@ async fn every_way_a_listing_falls_short_is_stored_as_incomplete_with_its_reason
         (Flaw::RepeatedKey, "listed twice"),
         (Flaw::BrokenSecondPage, "truncated"),
         (Flaw::WrongTotal, "announced 45 accounts but listed 40"),
+        (Flaw::Partial, "the listing is partial: active users only"),
     ]
     .into_iter()
     .enumerate()

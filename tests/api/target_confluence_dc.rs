@@ -1029,6 +1029,13 @@ async fn an_inventory_of_every_listing_version_is_complete_and_counts_as_the_sim
     let active = sim.summary()["active"].as_u64().unwrap();
     assert_eq!(report.accounts, active, "7.13: the active users, each once");
     assert!(report.accounts < effective_users(&sim));
+    assert_eq!(
+        report.snapshot.status,
+        SnapshotStatus::Incomplete,
+        "a listing without deactivated accounts must never count as complete"
+    );
+    let reason = report.reason.clone().unwrap();
+    assert!(reason.contains("active users only"), "{reason}");
     sim.stop().await;
 }
 

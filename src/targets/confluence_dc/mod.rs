@@ -731,6 +731,7 @@ impl ConfluenceDc {
             }
         }
         Ok(Page {
+            partial: None,
             items,
             next: next.map(|pos| Cursor { phase: 'u', pos }.encode()),
             total: page.total_count,
@@ -791,6 +792,9 @@ impl ConfluenceDc {
             }
         }
         Ok(Page {
+            partial: Some(
+                "the Remote API lists active users only; deactivated accounts are missing".into(),
+            ),
             items,
             next: (end < names.len()).then(|| {
                 Cursor {
@@ -911,6 +915,7 @@ impl Target for ConfluenceDc {
             )
             .await?;
         Ok(Page {
+            partial: None,
             items: page
                 .results
                 .into_iter()
@@ -966,6 +971,7 @@ impl Target for ConfluenceDc {
                 None => None,
             };
             return Ok(Page {
+                partial: None,
                 items,
                 next,
                 total: None,
@@ -981,6 +987,7 @@ impl Target for ConfluenceDc {
             )
             .await?;
         Ok(Page {
+            partial: None,
             items: page
                 .results
                 .into_iter()
