@@ -153,6 +153,12 @@ pub async fn sync_target<T: Target>(
     }
 
     let view = read_groups(target, &probe, opts, &mut problems).await;
+    let groups_ms = started.elapsed().as_millis() as u64;
+    tracing::debug!(
+        groups = view.groups.len(),
+        groups_ms,
+        "groups and memberships read"
+    );
     let direct_grants = BTreeSet::new();
     let rules = LicenceRules {
         licence_groups: &view.licence_groups,
@@ -186,20 +192,20 @@ pub async fn sync_target<T: Target>(
         probe.capabilities.get(Capability::LastLogin).is_supported() || opts.last_logins.is_some(),
     );
 
-    // Accounts, page by page, straight into the store.
+    // Accounts, page by page, straight into the store; the next page is fetched while the
+    // current one is written.
     let mut pager = Pager::new("accounts", opts.max_pages);
     let mut seen: HashSet<String> = HashSet::new();
-    let mut cursor: Option<String> = None;
     let mut count: u64 = 0;
     let mut announced: Option<u64> = None;
     let mut terminal = false;
     let mut listing_error: Option<String> = None;
+    let mut fetched = match pager.next(&None) {
+        Ok(()) => target.list_accounts(None).await,
+        Err(why) => Err(TargetError::Config(why)),
+    };
     loop {
-        if let Err(why) = pager.next(&cursor) {
-            listing_error = Some(why);
-            break;
-        }
-        let page: Page<RemoteAccount> = match target.list_accounts(cursor.as_deref()).await {
+        let page: Page<RemoteAccount> = match fetched {
             Ok(p) => p,
             Err(e) => {
                 listing_error = Some(format!("accounts: listing stopped after {count}: {e}"));
@@ -237,16 +243,20 @@ pub async fn sync_target<T: Target>(
             tally.add(&a, licensed);
             rows.push(new_account(record, a, licensed));
         }
-        count += store
-            .record_inventory_accounts(record.id, snapshot.id, &rows)
-            .await?;
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => {
-                terminal = true;
-                break;
-            }
+        let record_page = store.record_inventory_accounts(record.id, snapshot.id, &rows);
+        let Some(next) = page.next else {
+            count += record_page.await?;
+            terminal = true;
+            break;
+        };
+        if let Err(why) = pager.next(&Some(next.clone())) {
+            count += record_page.await?;
+            listing_error = Some(why);
+            break;
         }
+        let (recorded, next_page) = tokio::join!(record_page, target.list_accounts(Some(&next)));
+        count += recorded?;
+        fetched = next_page;
     }
     if let Some(e) = listing_error {
         problems.insert(0, e);
@@ -313,6 +323,7 @@ pub async fn sync_target<T: Target>(
         "version": probe.info.version,
         "last_login_source": probe.info.last_login,
         "elapsed_ms": elapsed_ms,
+        "groups_ms": groups_ms,
     });
     let snapshot = store
         .finish_snapshot(snapshot.id, status, count as i64, &detail)

@@ -165,9 +165,12 @@ impl Store {
     }
 }
 
-/// Rows per statement when recording an inventory: 12 parameters each, well inside both
-/// backends' parameter limits.
+/// Rows per statement when recording an inventory, [`INVENTORY_PARAMS`] parameters each:
+/// 8,500 parameters, inside both backends' limits (SQLite 32,766, PostgreSQL 65,535).
 const BATCH_ROWS: usize = 500;
+
+/// Bound values per account row in the inventory upsert.
+const INVENTORY_PARAMS: usize = 17;
 
 impl Store {
     /// Records one page of a target inventory: upserts every account (as
@@ -191,16 +194,58 @@ impl Store {
         unique.reverse();
         let now = self.now();
         let mut tx = self.begin_write().await?;
+        if let super::Tx::Postgres(t) = &mut tx {
+            let col = |f: fn(&NewAccount) -> Option<String>| -> Vec<Option<String>> {
+                unique.iter().map(|a| f(a)).collect()
+            };
+            // An inventory page can always be read again, and its snapshot only becomes
+            // complete in a later, durable commit: no need to wait for this one's flush.
+            sqlx::query("set local synchronous_commit = off")
+                .execute(&mut **t)
+                .await?;
+            sqlx::query(INVENTORY_UNNEST_PG)
+                .bind(target.0)
+                .bind(now)
+                .bind(snapshot.0)
+                .bind(
+                    unique
+                        .iter()
+                        .map(|_| AccountId::new().0)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(col(|a| Some(a.account_key.clone())))
+                .bind(col(|a| Some(a.user_name.clone())))
+                .bind(col(|a| Some(normalise_key(&a.user_name))))
+                .bind(col(|a| a.email.clone()))
+                .bind(col(|a| a.email.as_deref().map(normalise_key)))
+                .bind(col(|a| a.display_name.clone()))
+                .bind(unique.iter().map(|a| a.active).collect::<Vec<_>>())
+                .bind(unique.iter().map(|a| a.last_login_at).collect::<Vec<_>>())
+                .bind(
+                    unique
+                        .iter()
+                        .map(|a| a.remote_created_at)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(unique.iter().map(|a| a.managed).collect::<Vec<_>>())
+                .bind(col(|a| Some(a.attributes.to_string())))
+                .execute(&mut **t)
+                .await?;
+            tx.commit().await?;
+            return Ok(unique.len() as u64);
+        }
         for chunk in unique.chunks(BATCH_ROWS) {
             let sql = inventory_upsert_sql(chunk.len());
             on_tx!(&mut tx, |conn| {
                 // Only placeholders are generated; every value is bound.
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                    .bind(now)
-                    .bind(snapshot.0)
-                    .bind(target.0);
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
                 for a in chunk {
                     q = q
+                        .bind(target.0)
+                        .bind(now)
+                        .bind(now)
+                        .bind(now)
+                        .bind(snapshot.0)
                         .bind(AccountId::new().0)
                         .bind(&a.account_key)
                         .bind(&a.user_name)
@@ -253,27 +298,11 @@ impl Store {
     }
 }
 
-/// The multi-row upsert for `rows` accounts: `$1` now, `$2` snapshot, `$3` target, then 12
-/// parameters per row.
-fn inventory_upsert_sql(rows: usize) -> String {
-    const PER_ROW: usize = 12;
-    let mut sql = String::from(
-        "insert into accounts (id, account_key, user_name, user_name_lower, email, email_lower, \
-           display_name, active, last_login_at, remote_created_at, managed, attributes, \
-           target_id, first_seen_at, last_seen_at, version, updated_at, last_snapshot_id) values ",
-    );
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for c in 0..PER_ROW {
-            sql.push_str(&format!("${}, ", 4 + r * PER_ROW + c));
-        }
-        sql.push_str("$3, $1, $1, 1, $1, $2)");
-    }
-    sql.push_str(concat!(
-        " on conflict (target_id, account_key) do update set \
+/// What the inventory upsert does to an account it already knows.
+macro_rules! inventory_conflict {
+    () => {
+        concat!(
+            " on conflict (target_id, account_key) do update set \
            user_name = excluded.user_name, \
            user_name_lower = excluded.user_name_lower, \
            email = excluded.email, \
@@ -287,11 +316,45 @@ fn inventory_upsert_sql(rows: usize) -> String {
            last_seen_at = excluded.last_seen_at, \
            last_snapshot_id = excluded.last_snapshot_id, \
            version = accounts.version + case when ",
-        account_changed!(),
-        " then 1 else 0 end, \
+            account_changed!(),
+            " then 1 else 0 end, \
            updated_at = case when ",
-        account_changed!(),
-        " then excluded.updated_at else accounts.updated_at end"
-    ));
+            account_changed!(),
+            " then excluded.updated_at else accounts.updated_at end"
+        )
+    };
+}
+
+/// SQLite: the multi-row upsert for `rows` accounts, [`INVENTORY_PARAMS`] parameters per row.
+/// The placeholders are anonymous `?`: SQLite looks numbered ones up by name with a linear
+/// scan per bound value, which makes an 8,500-parameter statement quadratic.
+fn inventory_upsert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "insert into accounts (target_id, first_seen_at, last_seen_at, updated_at, \
+           last_snapshot_id, id, account_key, user_name, user_name_lower, email, email_lower, \
+           display_name, active, last_login_at, remote_created_at, managed, attributes, version) \
+         values ",
+    );
+    for r in 0..rows {
+        sql.push_str(if r > 0 { ", (" } else { "(" });
+        sql.push_str(&"?, ".repeat(INVENTORY_PARAMS));
+        sql.push_str("1)");
+    }
+    sql.push_str(inventory_conflict!());
     sql
 }
+
+/// PostgreSQL: the whole page in one statement, each column bound as one array.
+const INVENTORY_UNNEST_PG: &str = concat!(
+    "insert into accounts (target_id, first_seen_at, last_seen_at, updated_at, \
+       last_snapshot_id, id, account_key, user_name, user_name_lower, email, email_lower, \
+       display_name, active, last_login_at, remote_created_at, managed, attributes, version) \
+     select $1, $2, $2, $2, $3, u.id, u.account_key, u.user_name, u.user_name_lower, u.email, \
+       u.email_lower, u.display_name, u.active, u.last_login_at, u.remote_created_at, \
+       u.managed, u.attributes::jsonb, 1 \
+     from unnest($4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
+       $10::text[], $11::boolean[], $12::timestamptz[], $13::timestamptz[], $14::boolean[], \
+       $15::text[]) as u(id, account_key, user_name, user_name_lower, email, email_lower, \
+       display_name, active, last_login_at, remote_created_at, managed, attributes)",
+    inventory_conflict!()
+);

@@ -256,9 +256,14 @@ pub struct Inner {
     /// XML-RPC session tokens → user key.
     pub sessions: Mutex<HashMap<String, String>>,
     /// Cached orderings keyed by the state generation.
-    pub list_cache: Mutex<Option<(u64, Arc<Vec<usize>>)>>,
-    pub active_cache: Mutex<Option<(u64, Arc<Vec<usize>>)>>,
+    pub list_cache: Mutex<Option<Generational>>,
+    pub active_cache: Mutex<Option<Generational>>,
+    /// Direct members of each group, in list order, keyed by the state generation.
+    pub members_cache: Mutex<HashMap<String, Generational>>,
 }
+
+/// User slots in some order, valid for one state generation.
+pub type Generational = (u64, Arc<Vec<usize>>);
 
 /// The handle handlers share.
 pub type Sim = Arc<Inner>;
@@ -642,6 +647,7 @@ pub async fn start(opts: DcSimOptions, addr: SocketAddr) -> std::io::Result<DcSi
         sessions: Mutex::new(HashMap::new()),
         list_cache: Mutex::new(None),
         active_cache: Mutex::new(None),
+        members_cache: Mutex::new(HashMap::new()),
     });
     let app = router(sim.clone());
     let server = serve(app, sim.core.clone(), addr).await?;

@@ -575,6 +575,28 @@ fn list_order(sim: &Sim, st: &Db) -> Arc<Vec<usize>> {
     v
 }
 
+/// The direct members of `group` in list order, once per state generation (paging through a
+/// large group must not rescan every user per page).
+fn group_member_order(sim: &Sim, st: &Db, group: &str) -> Arc<Vec<usize>> {
+    let mut cache = sim.members_cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((g, v)) = cache.get(group)
+        && *g == st.generation
+    {
+        return v.clone();
+    }
+    let members: Vec<usize> = list_order(sim, st)
+        .iter()
+        .copied()
+        .filter(|s| {
+            st.get(*s)
+                .is_some_and(|u| u.groups.iter().any(|g| g == group))
+        })
+        .collect();
+    let v = Arc::new(members);
+    cache.insert(group.to_owned(), (st.generation, v.clone()));
+    v
+}
+
 /// Licensed users, longest-since-login first (never logged in before everyone), once per
 /// state generation.
 fn active_order(sim: &Sim, st: &Db) -> Arc<Vec<usize>> {
@@ -1109,12 +1131,7 @@ async fn group_members(
     let page = tri!(q.page(200, sim.opts.group_page_cap));
     let st = sim.read();
     let name = tri!(group_exists(&st, &group));
-    let order = list_order(&sim, &st);
-    let members: Vec<usize> = order
-        .iter()
-        .copied()
-        .filter(|s| st.get(*s).is_some_and(|u| u.groups.contains(&name)))
-        .collect();
+    let members = group_member_order(&sim, &st, &name);
     let r = Render::new(&sim, &st, q.get("expand").unwrap_or(""));
     let path = format!("/rest/api/group/{name}/member");
     user_page(&st, &r, &members, &path, &q, page, false)
