@@ -69,16 +69,12 @@ macro_rules! account_changed {
     };
 }
 
-impl Store {
-    /// Records what a target says about an account; `version` moves only on change.
-    #[tracing::instrument(skip_all, fields(target.id = %new.target_id))]
-    pub async fn upsert_account(&self, new: &NewAccount) -> Result<Account, StoreError> {
-        const SQL: &str = concat!(
-            "insert into accounts (id, target_id, account_key, user_name, user_name_lower, \
-               email, email_lower, display_name, active, last_login_at, remote_created_at, \
-               managed, attributes, first_seen_at, last_seen_at, version, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, 1, $14) \
-             on conflict (target_id, account_key) do update set \
+/// What an upsert does to an account it already knows: take the target's values, and move
+/// `version` and `updated_at` only when something changed. `$extra` adds assignments.
+macro_rules! account_conflict {
+    ($($extra:literal)?) => {
+        concat!(
+            " on conflict (target_id, account_key) do update set \
                user_name = excluded.user_name, \
                user_name_lower = excluded.user_name_lower, \
                email = excluded.email, \
@@ -89,14 +85,28 @@ impl Store {
                remote_created_at = excluded.remote_created_at, \
                managed = excluded.managed, \
                attributes = excluded.attributes, \
-               last_seen_at = excluded.last_seen_at, \
-               version = accounts.version + case when ",
+               last_seen_at = excluded.last_seen_at, ",
+            $($extra,)?
+            " version = accounts.version + case when ",
             account_changed!(),
-            " then 1 else 0 end, \
-               updated_at = case when ",
+            " then 1 else 0 end, updated_at = case when ",
             account_changed!(),
-            " then excluded.updated_at else accounts.updated_at end \
-             returning ",
+            " then excluded.updated_at else accounts.updated_at end"
+        )
+    };
+}
+
+impl Store {
+    /// Records what a target says about an account; `version` moves only on change.
+    #[tracing::instrument(skip_all, fields(target.id = %new.target_id))]
+    pub async fn upsert_account(&self, new: &NewAccount) -> Result<Account, StoreError> {
+        const SQL: &str = concat!(
+            "insert into accounts (id, target_id, account_key, user_name, user_name_lower, \
+               email, email_lower, display_name, active, last_login_at, remote_created_at, \
+               managed, attributes, first_seen_at, last_seen_at, version, updated_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, 1, $14)",
+            account_conflict!(),
+            " returning ",
             account_columns!()
         );
         let now = self.now();
@@ -298,33 +308,6 @@ impl Store {
     }
 }
 
-/// What the inventory upsert does to an account it already knows.
-macro_rules! inventory_conflict {
-    () => {
-        concat!(
-            " on conflict (target_id, account_key) do update set \
-           user_name = excluded.user_name, \
-           user_name_lower = excluded.user_name_lower, \
-           email = excluded.email, \
-           email_lower = excluded.email_lower, \
-           display_name = excluded.display_name, \
-           active = excluded.active, \
-           last_login_at = excluded.last_login_at, \
-           remote_created_at = excluded.remote_created_at, \
-           managed = excluded.managed, \
-           attributes = excluded.attributes, \
-           last_seen_at = excluded.last_seen_at, \
-           last_snapshot_id = excluded.last_snapshot_id, \
-           version = accounts.version + case when ",
-            account_changed!(),
-            " then 1 else 0 end, \
-           updated_at = case when ",
-            account_changed!(),
-            " then excluded.updated_at else accounts.updated_at end"
-        )
-    };
-}
-
 /// SQLite: the multi-row upsert for `rows` accounts, [`INVENTORY_PARAMS`] parameters per row.
 /// The placeholders are anonymous `?`: SQLite looks numbered ones up by name with a linear
 /// scan per bound value, which makes an 8,500-parameter statement quadratic.
@@ -340,7 +323,9 @@ fn inventory_upsert_sql(rows: usize) -> String {
         sql.push_str(&"?, ".repeat(INVENTORY_PARAMS));
         sql.push_str("1)");
     }
-    sql.push_str(inventory_conflict!());
+    sql.push_str(account_conflict!(
+        "last_snapshot_id = excluded.last_snapshot_id, "
+    ));
     sql
 }
 
@@ -356,5 +341,5 @@ const INVENTORY_UNNEST_PG: &str = concat!(
        $10::text[], $11::boolean[], $12::timestamptz[], $13::timestamptz[], $14::boolean[], \
        $15::text[]) as u(id, account_key, user_name, user_name_lower, email, email_lower, \
        display_name, active, last_login_at, remote_created_at, managed, attributes)",
-    inventory_conflict!()
+    account_conflict!("last_snapshot_id = excluded.last_snapshot_id, ")
 );

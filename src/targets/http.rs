@@ -537,7 +537,11 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Ok(secs) = text.parse::<u64>() {
         return Some(Duration::from_secs(secs.min(86_400)));
     }
-    let when = chrono::DateTime::parse_from_rfc2822(text).ok()?;
+    wait_until(chrono::DateTime::parse_from_rfc2822(text).ok()?)
+}
+
+/// The wait from now until `when`: zero if it has passed, at most a day.
+fn wait_until(when: chrono::DateTime<chrono::FixedOffset>) -> Option<Duration> {
     let delta = when.with_timezone(&chrono::Utc) - SystemClock.now();
     Some(
         delta
@@ -550,14 +554,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// Atlassian Cloud's `X-RateLimit-Reset` (an ISO-8601 instant) as a wait from now.
 pub fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
     let text = headers.get("x-ratelimit-reset")?.to_str().ok()?.trim();
-    let when = chrono::DateTime::parse_from_rfc3339(text).ok()?;
-    let delta = when.with_timezone(&chrono::Utc) - SystemClock.now();
-    Some(
-        delta
-            .to_std()
-            .unwrap_or(Duration::ZERO)
-            .min(Duration::from_secs(86_400)),
-    )
+    wait_until(chrono::DateTime::parse_from_rfc3339(text).ok()?)
 }
 
 fn looks_like_html(body: &[u8]) -> bool {
