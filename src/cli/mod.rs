@@ -213,11 +213,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             config.database.url = DatabaseUrl::new(format!("sqlite://{}", database.display()));
             init_logs(&config)?;
             println!("idbridge demo: state in {}", database.display());
+            let sim = demo_target(&mut config).await?;
+            println!("  confluence (simulated DC 9.3): {}", sim.base_url());
             println!("  health:    http://{listen}/healthz");
             println!("  readiness: http://{listen}/readyz");
             println!("  metrics:   http://{listen}/metrics");
             println!("press Ctrl-C to stop");
-            serve(config).await
+            let result = serve(config).await;
+            sim.stop().await;
+            result
         }
         Command::Targets { ref command } => {
             let config = load(&cli)?;
@@ -283,6 +287,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Starts the demo's simulated Confluence, configures it as target `wiki` and reads its
+/// inventory into the demo's store, printing the licence report.
+async fn demo_target(config: &mut Config) -> anyhow::Result<crate::sim::confluence_dc::DcSim> {
+    use crate::sim::confluence_dc::{DcSimOptions, start};
+    let sim = start(
+        DcSimOptions {
+            users: 2_000,
+            remote_api: true,
+            ..DcSimOptions::default()
+        },
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .context("cannot start the simulated Confluence")?;
+    let mut target =
+        config::TargetConfig::new(crate::domain::TargetKind::ConfluenceDc, sim.base_url());
+    target.token = Some(config::Secret::new(sim.pat()));
+    config.targets.insert("wiki".into(), target.clone());
+    let (store, _clock) = open_store(config).await?;
+    let result = targets::sync(&store, "wiki", &target, false).await;
+    store.close().await;
+    result?;
+    Ok(sim)
 }
 
 /// Connects to the configured database and brings its schema up to date (or, with

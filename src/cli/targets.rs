@@ -210,10 +210,15 @@ fn render_sync(name: &str, r: &InventoryReport) -> String {
 }
 
 fn render_licence(out: &mut String, l: &LicenceUsage) {
+    let never = if l.last_login_known {
+        l.never_logged_in.to_string()
+    } else {
+        "unknown (no last-login source on this instance)".to_owned()
+    };
     let _ = writeln!(
         out,
-        "  licensed {} · active {} · deactivated {} · licensed but never logged in {}",
-        l.licensed, l.active, l.deactivated, l.never_logged_in
+        "  licensed {} · active {} · deactivated {} · licensed but never logged in {never}",
+        l.licensed, l.active, l.deactivated
     );
     if let Some(tier) = l.tier {
         let pct = if tier > 0 {
@@ -229,8 +234,8 @@ fn render_licence(out: &mut String, l: &LicenceUsage) {
     for (dir, u) in &l.per_directory {
         let _ = writeln!(
             out,
-            "  {dir}: licensed {} · active {} · deactivated {} · never logged in {}",
-            u.licensed, u.active, u.deactivated, u.never_logged_in
+            "  {dir}: licensed {} · active {} · deactivated {}",
+            u.licensed, u.active, u.deactivated
         );
     }
     let _ = writeln!(out, "  basis: {}", l.basis);

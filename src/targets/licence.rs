@@ -91,6 +91,7 @@ impl UsageTally {
                 tier: tier.or(max_users),
                 reported_in_use,
                 basis: basis.to_owned(),
+                last_login_known: true,
                 ..LicenceUsage::default()
             },
             counted: HashSet::new(),
@@ -102,6 +103,7 @@ impl UsageTally {
     /// counted as "never logged in" (an unknown time is not a missing login).
     pub fn last_login_known(mut self, known: bool) -> Self {
         self.last_login_known = known;
+        self.usage.last_login_known = known;
         self
     }
 

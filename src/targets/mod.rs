@@ -360,8 +360,10 @@ pub struct LicenceUsage {
     pub active: u64,
     pub deactivated: u64,
     /// Licensed accounts that never logged in; 0 when the target's last-login times are
-    /// unknown.
+    /// unknown (see `last_login_known`).
     pub never_logged_in: u64,
+    /// Whether last-login times were known, so that `never_logged_in` means something.
+    pub last_login_known: bool,
     /// What the target itself reports as used seats, when it reports it.
     pub reported_in_use: Option<u64>,
     pub per_directory: BTreeMap<String, DirectoryUsage>,

@@ -172,3 +172,47 @@ fn an_unconfigured_target_is_named_with_the_configured_ones() {
         "{line}"
     );
 }
+
+#[test]
+fn the_demo_reads_its_simulated_confluence_then_serves_until_interrupted() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = binary()
+        .args(["demo", "--listen", &listen, "--database"])
+        .arg(dir.path().join("demo.db"))
+        .env("IDBRIDGE_LOG__FILTER", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let done = line.contains("press Ctrl-C");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let text = seen.join("\n");
+    assert!(
+        text.contains("inventory of wiki: complete — 2000 accounts"),
+        "{text}"
+    );
+    assert!(
+        text.contains("confluence (simulated DC 9.3): http://127.0.0.1:"),
+        "{text}"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
