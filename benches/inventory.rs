@@ -1,7 +1,8 @@
 //! Target benchmark: a whole inventory (`idbridge sync target`, the release binary as a child
-//! process) of 100,000 accounts from the Confluence DC simulator into SQLite and PostgreSQL,
-//! with the child's peak resident memory; and write calls through the DC connector against a
-//! simulator rate-limited to 50 requests per second.
+//! process) of 100,000 accounts from the Confluence DC simulator (`idbridge sim confluence-dc`,
+//! another child process) into SQLite and PostgreSQL, with the syncing process's peak resident
+//! memory; and write calls through the DC connector against an in-process simulator
+//! rate-limited to 50 requests per second.
 //!
 //! Run with `cargo bench --bench inventory`. PostgreSQL figures need `BENCH_DATABASE_URL` (or
 //! `TEST_DATABASE_URL`) naming a server where databases may be created. `BENCH_USERS`
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use idbridge::config::{Secret, TargetConfig};
 use idbridge::domain::TargetKind;
-use idbridge::sim::confluence_dc::{DcSim, DcSimOptions, start};
+use idbridge::sim::confluence_dc::{DcSimOptions, start};
 use idbridge::targets::confluence_dc::ConfluenceDc;
 use idbridge::targets::{AccountRef, Target};
 
@@ -28,22 +29,15 @@ fn main() {
     let users: usize = env_or("BENCH_USERS", 100_000);
     let write_secs: u64 = env_or("BENCH_WRITE_SECS", 20);
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
     let mut rows: Vec<(String, String)> = Vec::new();
 
+    // The simulator runs as its own process, as a real Confluence would.
     let seeding = Instant::now();
-    let sim = rt.block_on(start(
-        DcSimOptions {
-            product_version: "10.2".parse().expect("version"),
-            users,
-            ..DcSimOptions::default()
-        },
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    ));
-    let sim = sim.expect("simulator starts");
+    let sim = SimProcess::start(users);
     rows.push((
         format!("simulator start with {users} users (Confluence DC 10.2)"),
         format!("{:.0} ms", seeding.elapsed().as_secs_f64() * 1000.0),
@@ -86,7 +80,7 @@ fn main() {
             "skipped: set BENCH_DATABASE_URL".into(),
         )),
     }
-    rt.block_on(sim.stop());
+    drop(sim);
 
     rows.push((
         format!("write calls against a simulator limited to 50 req/s ({write_secs} s)"),
@@ -106,8 +100,76 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// `idbridge sim confluence-dc` as a child process; stopped when dropped.
+struct SimProcess {
+    child: std::process::Child,
+    base_url: String,
+    pat: String,
+}
+
+impl SimProcess {
+    fn start(users: usize) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_idbridge"))
+            .args([
+                "sim",
+                "confluence-dc",
+                "--version",
+                "10.2",
+                "--port",
+                "0",
+                "--users",
+            ])
+            .arg(users.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the simulator");
+        let stdout = child.stdout.take().expect("stdout");
+        let (mut base_url, mut pat) = (String::new(), String::new());
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("simulator output");
+            if let Some(url) = line.trim().strip_prefix("base URL:") {
+                base_url = url.trim().to_owned();
+            }
+            if let Some((_, token)) = line.split_once("Bearer ") {
+                pat = token.trim().to_owned();
+            }
+            if line.contains("press Ctrl-C") {
+                break;
+            }
+        }
+        assert!(
+            !base_url.is_empty() && !pat.is_empty(),
+            "simulator did not start"
+        );
+        Self {
+            child,
+            base_url,
+            pat,
+        }
+    }
+
+    fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    fn pat(&self) -> &str {
+        &self.pat
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs `idbridge sync target bench` once and reports its throughput and peak memory.
-fn sync(sim: &DcSim, database_url: &str, users: usize) -> String {
+fn sync(sim: &SimProcess, database_url: &str, users: usize) -> String {
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_idbridge"))
         .args(["sync", "target", "bench"])
