@@ -549,3 +549,57 @@ async fn a_cursor_the_target_repeats_stops_the_listing_with_an_error() {
     assert!(err.to_string().contains("loop"), "{err}");
     task.abort();
 }
+
+crate::helpers::on_both_backends!(a_cloud_inventory_is_complete_and_counts_licences_once);
+
+/// The whole organization read into the store: every account once, licences from product
+/// access, IdP-managed accounts kept but marked unmanaged.
+async fn a_cloud_inventory_is_complete_and_counts_licences_once(backend: crate::helpers::Backend) {
+    use idbridge::domain::{SnapshotStatus, TargetKind};
+    use idbridge::engine::inventory::{InventoryOptions, sync_target};
+
+    let Some(db) = crate::helpers::TestDb::create(backend).await else {
+        return;
+    };
+    let clock = std::sync::Arc::new(idbridge::clock::ManualClock::new(
+        crate::helpers::start_time(),
+    ));
+    let store = idbridge::store::Store::connect(&db.config(), clock)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let sim = start(300).await;
+    let t = connector(&sim);
+    let record = store
+        .ensure_target("cloud", TargetKind::ConfluenceCloud, &sim.base_url())
+        .await
+        .unwrap();
+    let report = sync_target(&store, &record, &t, &InventoryOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        report.snapshot.status,
+        SnapshotStatus::Complete,
+        "{:?}",
+        report.reason
+    );
+    let users = sim.users();
+    assert_eq!(report.accounts, users.len() as u64);
+    let listed = list_all(&t).await;
+    let licensed = listed
+        .iter()
+        .filter(|a| a.active && a.licensed == Some(true))
+        .count() as u64;
+    assert!(licensed > 0);
+    assert_eq!(report.licence.as_ref().unwrap().licensed, licensed);
+    let stored = store.target_accounts(record.id).await.unwrap();
+    assert_eq!(stored.len(), users.len());
+    let synced = users.iter().filter(|u| u.synced).count();
+    assert!(synced > 0);
+    assert_eq!(
+        stored.iter().filter(|a| !a.managed).count(),
+        synced,
+        "IdP-managed accounts are kept but not managed here"
+    );
+    sim.stop().await;
+}
