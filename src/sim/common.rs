@@ -65,6 +65,19 @@ impl SimRng {
         s.truncate(n);
         s
     }
+
+    /// A random UUID-shaped string (`8-4-4-4-12` lower-case hex digits).
+    pub fn uuid(&mut self) -> String {
+        let h = self.hex(32);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    }
 }
 
 /// A simulator's clock: real time shifted by an offset the control API can advance, so
