@@ -423,6 +423,30 @@ impl SimServer {
     }
 }
 
+/// Gives a simulator handle (a struct with a `server: SimServer` field) its lifecycle methods:
+/// `stop`, `wait` and `cancel_token`.
+macro_rules! sim_lifecycle {
+    ($handle:ty) => {
+        impl $handle {
+            /// Stops it and waits until it has.
+            pub async fn stop(self) {
+                self.server.stop().await;
+            }
+
+            /// Runs until stopped (e.g. by Ctrl-C through the cancel token).
+            pub async fn wait(self) {
+                self.server.wait().await;
+            }
+
+            /// The token that stops it.
+            pub fn cancel_token(&self) -> tokio_util::sync::CancellationToken {
+                self.server.cancel_token()
+            }
+        }
+    };
+}
+pub(crate) use sim_lifecycle;
+
 /// Serves `app` (product routes) with the control routes and the fault/log middleware on
 /// `addr` (port 0 picks a free one).
 pub async fn serve(app: Router, core: SimCore, addr: SocketAddr) -> std::io::Result<SimServer> {

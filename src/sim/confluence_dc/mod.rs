@@ -775,22 +775,9 @@ impl DcSim {
     pub fn summary(&self) -> serde_json::Value {
         control::summary(&self.sim)
     }
-
-    /// Stops it and waits until it has.
-    pub async fn stop(self) {
-        self.server.stop().await;
-    }
-
-    /// Runs until cancelled.
-    pub async fn wait(self) {
-        self.server.wait().await;
-    }
-
-    /// The token that stops it.
-    pub fn cancel_token(&self) -> tokio_util::sync::CancellationToken {
-        self.server.cancel_token()
-    }
 }
+
+crate::sim::common::sim_lifecycle!(DcSim);
 
 #[cfg(test)]
 mod tests {
