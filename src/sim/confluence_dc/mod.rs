@@ -10,6 +10,16 @@
 //! Endpoints a version lacks answer 404 with the error envelope (`null for uri: …`), as
 //! Jersey does for unknown resources.
 
+/// The value of a helper's `Ok`, or return its boxed early answer (`rest::Reject`).
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return *r,
+        }
+    };
+}
+
 pub mod control;
 pub mod crowd;
 pub mod model;

@@ -425,15 +425,6 @@ fn admin_since<'w>(
     need_admin(who)
 }
 
-macro_rules! tri {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return *r,
-        }
-    };
-}
-
 /// Where a page lives: what its `_links` are built from.
 struct PageAt<'a> {
     relative: bool,
