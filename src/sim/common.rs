@@ -65,6 +65,19 @@ impl SimRng {
         s.truncate(n);
         s
     }
+
+    /// A random UUID-shaped string (`8-4-4-4-12` lower-case hex digits).
+    pub fn uuid(&mut self) -> String {
+        let h = self.hex(32);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    }
 }
 
 /// A simulator's clock: real time shifted by an offset the control API can advance, so
@@ -409,6 +422,30 @@ impl SimServer {
         self.cancel.clone()
     }
 }
+
+/// Gives a simulator handle (a struct with a `server: SimServer` field) its lifecycle methods:
+/// `stop`, `wait` and `cancel_token`.
+macro_rules! sim_lifecycle {
+    ($handle:ty) => {
+        impl $handle {
+            /// Stops it and waits until it has.
+            pub async fn stop(self) {
+                self.server.stop().await;
+            }
+
+            /// Runs until stopped (e.g. by Ctrl-C through the cancel token).
+            pub async fn wait(self) {
+                self.server.wait().await;
+            }
+
+            /// The token that stops it.
+            pub fn cancel_token(&self) -> tokio_util::sync::CancellationToken {
+                self.server.cancel_token()
+            }
+        }
+    };
+}
+pub(crate) use sim_lifecycle;
 
 /// Serves `app` (product routes) with the control routes and the fault/log middleware on
 /// `addr` (port 0 picks a free one).

@@ -22,6 +22,16 @@ use super::{CursorKind, CursorState, Shared};
 
 type St = State<Arc<Shared>>;
 
+/// The value of a helper's `Ok`, or return its ready answer.
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+}
+
 /// Page size when the request names none, and the largest honoured.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
@@ -651,10 +661,7 @@ async fn search_users(
     Path((org, dir)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let body: SearchBody<UserFilter> = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body: SearchBody<UserFilter> = tri!(parse_body(&body));
     if body.filter.search_term.is_some() && !body.filter.emails.is_empty() {
         return bad_body("searchTerm and emails cannot be used together");
     }
@@ -669,15 +676,9 @@ fn list_users(
     limit: Option<i64>,
     filter: UserFilter,
 ) -> Response {
-    let limit = match limit_of(limit) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+    let limit = tri!(limit_of(limit));
     let w = s.read();
-    let directory = match scope(&w, org, dir) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+    let directory = tri!(scope(&w, org, dir));
     // With a cursor, the filters it was issued for apply and the request's are ignored.
     let (directory, filter, offset) = match cursor.as_deref().filter(|c| !c.is_empty()) {
         None => (directory, filter, 0),
@@ -723,10 +724,7 @@ fn list_users(
 
 async fn count_users(State(s): St, Path((org, dir)): Path<(String, String)>) -> Response {
     let w = s.read();
-    let directory = match scope(&w, &org, &dir) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+    let directory = tri!(scope(&w, &org, &dir));
     let count = w
         .users
         .iter()
@@ -747,10 +745,7 @@ async fn get_user(
     Path((org, dir, account_id)): Path<(String, String, String)>,
 ) -> Response {
     let w = s.read();
-    let u = match scope(&w, &org, &dir).and_then(|d| find_user(&w, d, &account_id)) {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+    let u = tri!(scope(&w, &org, &dir).and_then(|d| find_user(&w, d, &account_id)));
     axum::Json(json!({"data": v2_user(&w, u, true, false)})).into_response()
 }
 
@@ -875,10 +870,7 @@ async fn search_groups(
     Path((org, dir)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let body: SearchBody<GroupFilter> = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body: SearchBody<GroupFilter> = tri!(parse_body(&body));
     list_groups(&s, &org, &dir, body.cursor, body.limit, body.filter)
 }
 
@@ -890,15 +882,9 @@ fn list_groups(
     limit: Option<i64>,
     filter: GroupFilter,
 ) -> Response {
-    let limit = match limit_of(limit) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+    let limit = tri!(limit_of(limit));
     let w = s.read();
-    let directory = match scope(&w, org, dir) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+    let directory = tri!(scope(&w, org, dir));
     let (directory, filter, offset) = match cursor.as_deref().filter(|c| !c.is_empty()) {
         None => (directory, filter, 0),
         Some(token) => match s.cursor(token) {
@@ -949,10 +935,7 @@ async fn get_group(
     Path((org, dir, group_id)): Path<(String, String, String)>,
 ) -> Response {
     let w = s.read();
-    let g = match scope(&w, &org, &dir).and_then(|d| find_group(&w, d, &group_id)) {
-        Ok(g) => g,
-        Err(r) => return r,
-    };
+    let g = tri!(scope(&w, &org, &dir).and_then(|d| find_group(&w, d, &group_id)));
     axum::Json(json!({"data": v2_group(&w, g)})).into_response()
 }
 
@@ -1040,10 +1023,7 @@ async fn add_member_v2(
     Path((org, dir, group_id)): Path<(String, String, String)>,
     body: Bytes,
 ) -> Response {
-    let body: MembershipV2 = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body: MembershipV2 = tri!(parse_body(&body));
     match add_member(&s, &org, &dir, &group_id, &body.account_id) {
         Change::Done => StatusCode::OK.into_response(),
         Change::Failed(r) => r,
@@ -1256,10 +1236,7 @@ async fn add_member_v1(
     Path((org, group_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let body: MembershipV1 = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let body: MembershipV1 = tri!(parse_body(&body));
     let text = format!("User {} was added to group {group_id}", body.account_id);
     message(add_member(&s, &org, "-", &group_id, &body.account_id), text)
 }

@@ -331,19 +331,6 @@ impl CloudSim {
     pub fn expire_cursors(&self) {
         self.shared.expire_cursors();
     }
-
-    /// Stops the simulator.
-    pub async fn stop(self) {
-        self.server.stop().await;
-    }
-
-    /// Runs until stopped (e.g. by Ctrl-C through the server's cancel token).
-    pub async fn wait(self) {
-        self.server.wait().await;
-    }
-
-    /// The token that stops it.
-    pub fn cancel_token(&self) -> tokio_util::sync::CancellationToken {
-        self.server.cancel_token()
-    }
 }
+
+crate::sim::common::sim_lifecycle!(CloudSim);

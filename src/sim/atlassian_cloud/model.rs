@@ -157,17 +157,7 @@ impl World {
         anchor: DateTime<Utc>,
     ) -> World {
         let mut rng = SimRng::new(seed);
-        let uuid = |rng: &mut SimRng| {
-            let h = rng.hex(32);
-            format!(
-                "{}-{}-{}-{}-{}",
-                &h[0..8],
-                &h[8..12],
-                &h[12..16],
-                &h[16..20],
-                &h[20..32]
-            )
-        };
+        let uuid = SimRng::uuid;
         let org_id = org_id.map_or_else(|| uuid(&mut rng), str::to_owned);
         let cloud_id = uuid(&mut rng);
         let directories = vec![

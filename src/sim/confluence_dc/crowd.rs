@@ -77,6 +77,24 @@ fn crowd_dir(st: &Db) -> Option<usize> {
     st.dirs.iter().position(|d| d.kind == DirKind::Crowd)
 }
 
+/// A string field of a JSON request body.
+fn body_field(body: &Bytes, field: &str) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get(field).and_then(|n| n.as_str()).map(str::to_owned))
+}
+
+/// `value`, or Crowd's `ILLEGAL_ARGUMENT` answer saying `what` is required.
+fn required(value: Option<String>, what: &str) -> Result<String, Box<Response>> {
+    value.ok_or_else(|| {
+        Box::new(err(
+            StatusCode::BAD_REQUEST,
+            "ILLEGAL_ARGUMENT",
+            format!("{what} is required"),
+        ))
+    })
+}
+
 /// The Crowd-directory user named by `username=`.
 fn find(st: &Db, uri: &Uri) -> Result<usize, Box<Response>> {
     let Some(name) = query(uri, "username") else {
@@ -135,10 +153,7 @@ fn denied() -> Response {
 
 async fn get_user(State(sim): State<Sim>, uri: Uri) -> Response {
     let st = sim.read();
-    let slot = match find(&st, &uri) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+    let slot = tri!(find(&st, &uri));
     let mut body = user_json(&st, slot);
     if query(&uri, "expand").is_some_and(|e| e.contains("attributes")) {
         body["attributes"] = attributes_json(&st, slot);
@@ -168,10 +183,7 @@ async fn update_user(State(sim): State<Sim>, uri: Uri, body: Bytes) -> Response 
         return err(StatusCode::BAD_REQUEST, "INVALID_USER", "Invalid user body");
     };
     let mut st = sim.write();
-    let slot = match find(&st, &uri) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+    let slot = tri!(find(&st, &uri));
     if !writable(&st) {
         return denied();
     }
@@ -206,25 +218,9 @@ async fn update_user(State(sim): State<Sim>, uri: Uri, body: Bytes) -> Response 
 }
 
 async fn rename(State(sim): State<Sim>, uri: Uri, body: Bytes) -> Response {
-    let new = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| {
-            v.get("new-name")
-                .and_then(|n| n.as_str())
-                .map(str::to_owned)
-        });
-    let Some(new) = new else {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "ILLEGAL_ARGUMENT",
-            "new-name is required",
-        );
-    };
+    let new = tri!(required(body_field(&body, "new-name"), "new-name"));
     let mut st = sim.write();
-    let slot = match find(&st, &uri) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+    let slot = tri!(find(&st, &uri));
     if !writable(&st) {
         return denied();
     }
@@ -244,10 +240,7 @@ fn groups_json(names: &[String]) -> serde_json::Value {
 
 async fn direct_groups(State(sim): State<Sim>, uri: Uri) -> Response {
     let st = sim.read();
-    let slot = match find(&st, &uri) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+    let slot = tri!(find(&st, &uri));
     let groups = st.get(slot).map(|u| u.groups.clone()).unwrap_or_default();
     if let Some(g) = query(&uri, "groupname") {
         return if groups.contains(&g.to_lowercase()) {
@@ -265,10 +258,7 @@ async fn direct_groups(State(sim): State<Sim>, uri: Uri) -> Response {
 
 async fn nested_groups(State(sim): State<Sim>, uri: Uri) -> Response {
     let st = sim.read();
-    let slot = match find(&st, &uri) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+    let slot = tri!(find(&st, &uri));
     let mut all: Vec<String> = Vec::new();
     for g in st.get(slot).map(|u| u.groups.clone()).unwrap_or_default() {
         all.extend(st.ancestors(&g));
@@ -280,21 +270,9 @@ async fn nested_groups(State(sim): State<Sim>, uri: Uri) -> Response {
 }
 
 async fn add_group(State(sim): State<Sim>, uri: Uri, body: Bytes) -> Response {
-    let name = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_owned));
-    let Some(name) = name else {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "ILLEGAL_ARGUMENT",
-            "name is required",
-        );
-    };
+    let name = tri!(required(body_field(&body, "name"), "name"));
     let mut st = sim.write();
-    let slot = match find(&st, &uri) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+    let slot = tri!(find(&st, &uri));
     if !writable(&st) {
         return denied();
     }
@@ -314,18 +292,9 @@ async fn add_group(State(sim): State<Sim>, uri: Uri, body: Bytes) -> Response {
 }
 
 async fn remove_group(State(sim): State<Sim>, uri: Uri) -> Response {
-    let Some(group) = query(&uri, "groupname") else {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "ILLEGAL_ARGUMENT",
-            "groupname is required",
-        );
-    };
+    let group = tri!(required(query(&uri, "groupname"), "groupname"));
     let mut st = sim.write();
-    let slot = match find(&st, &uri) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+    let slot = tri!(find(&st, &uri));
     if !writable(&st) {
         return denied();
     }
@@ -346,13 +315,7 @@ async fn remove_group(State(sim): State<Sim>, uri: Uri) -> Response {
 }
 
 async fn group_members(State(sim): State<Sim>, uri: Uri) -> Response {
-    let Some(group) = query(&uri, "groupname") else {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "ILLEGAL_ARGUMENT",
-            "groupname is required",
-        );
-    };
+    let group = tri!(required(query(&uri, "groupname"), "groupname"));
     let start: usize = query(&uri, "start-index")
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);

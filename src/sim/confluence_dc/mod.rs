@@ -10,6 +10,16 @@
 //! Endpoints a version lacks answer 404 with the error envelope (`null for uri: …`), as
 //! Jersey does for unknown resources.
 
+/// The value of a helper's `Ok`, or return its boxed early answer (`rest::Reject`).
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return *r,
+        }
+    };
+}
+
 pub mod control;
 pub mod crowd;
 pub mod model;
@@ -384,54 +394,26 @@ pub fn decode_basic(b64: &str) -> Option<(String, String)> {
     Some((u.to_owned(), p.to_owned()))
 }
 
-/// A small standard-alphabet base64 decoder (padding optional).
+/// Standard-alphabet base64 that accepts input with or without padding (as DC's Basic-auth
+/// parsing does), encodes with padding.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// Decodes standard base64 (padding optional; at most 4096 characters).
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     if s.len() > 4096 {
         return None;
     }
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(((acc >> bits) & 0xff) as u8);
-        }
-    }
-    Some(out)
+    base64::Engine::decode(&BASE64, s).ok()
 }
 
 /// Standard base64 with padding.
 pub fn base64_encode(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::Engine::encode(&BASE64, data)
 }
 
 /// The 401 DC sends for bad credentials: an HTML page and Seraph's reason header.
@@ -803,22 +785,9 @@ impl DcSim {
     pub fn summary(&self) -> serde_json::Value {
         control::summary(&self.sim)
     }
-
-    /// Stops it and waits until it has.
-    pub async fn stop(self) {
-        self.server.stop().await;
-    }
-
-    /// Runs until cancelled.
-    pub async fn wait(self) {
-        self.server.wait().await;
-    }
-
-    /// The token that stops it.
-    pub fn cancel_token(&self) -> tokio_util::sync::CancellationToken {
-        self.server.cancel_token()
-    }
 }
+
+crate::sim::common::sim_lifecycle!(DcSim);
 
 #[cfg(test)]
 mod tests {

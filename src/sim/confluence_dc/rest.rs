@@ -3,7 +3,7 @@
 //! version it appeared in, with DC's paging envelope and error envelope.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -19,7 +19,7 @@ use super::model::{
     Fail, NewUser, State as Db, Subject, Task, validate_email, validate_full_name,
     validate_username,
 };
-use super::{Caller, DcVersion, Sim, unauthorized_anonymous};
+use super::{Caller, DcVersion, Generational, Sim, unauthorized_anonymous};
 
 type Who = Extension<Option<Caller>>;
 
@@ -296,6 +296,16 @@ impl<'a> Render<'a> {
         })
     }
 
+    fn page_at<'s>(&'s self, path: &'s str, q: &'s Query) -> PageAt<'s> {
+        PageAt {
+            relative: self.relative,
+            base: &self.base,
+            context: self.context,
+            path,
+            expand: q.get("expand"),
+        }
+    }
+
     fn group<'s>(&'s self, name: &'s str) -> GroupJson<'s> {
         GroupJson {
             kind: "group",
@@ -404,25 +414,63 @@ fn gate(sim: &Sim, since: DcVersion, uri: &Uri) -> Result<(), Reject> {
     }
 }
 
-macro_rules! tri {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return *r,
-        }
-    };
+/// The gate for admin calls: the resource exists in this version and the caller is an admin.
+fn admin_since<'w>(
+    sim: &Sim,
+    who: &'w Option<Caller>,
+    since: DcVersion,
+    uri: &Uri,
+) -> Result<&'w Caller, Reject> {
+    gate(sim, since, uri)?;
+    need_admin(who)
+}
+
+/// Where a page lives: what its `_links` are built from.
+struct PageAt<'a> {
+    relative: bool,
+    base: &'a str,
+    context: &'a str,
+    path: &'a str,
+    expand: Option<&'a str>,
+}
+
+/// A page of `results` (from `start`, at most `limit`) out of `total`, in DC's envelope;
+/// `totalCount` only when `total_count`.
+fn page_json<T: Serialize>(
+    at: &PageAt<'_>,
+    results: Vec<T>,
+    (start, limit): (usize, usize),
+    total: usize,
+    total_count: bool,
+) -> Response {
+    let size = results.len();
+    let links = page_links(at, (start, limit, size, total));
+    json(
+        StatusCode::OK,
+        &PageJson {
+            results,
+            start,
+            limit,
+            size,
+            total_count: total_count.then_some(total),
+            links,
+        },
+    )
 }
 
 /// Builds `_links` for a page: `self`, and `next` when more remain (relative to `base`
 /// or absolute, per the settings).
 fn page_links<'a>(
-    relative: bool,
-    base: &'a str,
-    context: &'a str,
-    path: &str,
-    expand: Option<&str>,
+    at: &PageAt<'a>,
     (start, limit, size, total): (usize, usize, usize, usize),
 ) -> Links<'a> {
+    let PageAt {
+        relative,
+        base,
+        context,
+        path,
+        expand,
+    } = *at;
     let q = |s: usize| match expand {
         Some(e) if !e.is_empty() => format!(
             "{path}?expand={}&limit={limit}&start={s}",
@@ -455,25 +503,12 @@ fn user_page(
         .take(limit)
         .filter_map(|s| r.user(st, *s, false))
         .collect();
-    let size = results.len();
-    let links = page_links(
-        r.relative,
-        &r.base,
-        r.context,
-        path,
-        q.get("expand"),
-        (start, limit, size, slots.len()),
-    );
-    json(
-        StatusCode::OK,
-        &PageJson {
-            results,
-            start,
-            limit,
-            size,
-            total_count: total_count.then_some(slots.len()),
-            links,
-        },
+    page_json(
+        &r.page_at(path, q),
+        results,
+        (start, limit),
+        slots.len(),
+        total_count,
     )
 }
 
@@ -486,25 +521,12 @@ fn group_page(
 ) -> Response {
     let window = names.get(start.min(names.len())..).unwrap_or(&[]);
     let results: Vec<GroupJson<'_>> = window.iter().take(limit).map(|n| r.group(n)).collect();
-    let size = results.len();
-    let links = page_links(
-        r.relative,
-        &r.base,
-        r.context,
-        path,
-        q.get("expand"),
-        (start, limit, size, names.len()),
-    );
-    json(
-        StatusCode::OK,
-        &PageJson {
-            results,
-            start,
-            limit,
-            size,
-            total_count: None,
-            links,
-        },
+    page_json(
+        &r.page_at(path, q),
+        results,
+        (start, limit),
+        names.len(),
+        false,
     )
 }
 
@@ -558,20 +580,32 @@ fn group_exists(st: &Db, name: &str) -> Result<String, Reject> {
 
 /// Orders every visible user by key, once per state generation.
 fn list_order(sim: &Sim, st: &Db) -> Arc<Vec<usize>> {
-    let mut cache = sim.list_cache.lock().unwrap_or_else(|p| p.into_inner());
+    memo(&sim.list_cache, st.generation, || {
+        let mut slots: Vec<usize> = st.effective_slots().collect();
+        slots.sort_by(|a, b| {
+            let ka = st.get(*a).map(|u| u.key.as_str());
+            let kb = st.get(*b).map(|u| u.key.as_str());
+            ka.cmp(&kb)
+        });
+        slots
+    })
+}
+
+/// The cached ordering in `cache` if it is of this state `generation`, else `build`'s
+/// (and cached).
+fn memo(
+    cache: &Mutex<Option<Generational>>,
+    generation: u64,
+    build: impl FnOnce() -> Vec<usize>,
+) -> Arc<Vec<usize>> {
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((g, v)) = cache.as_ref()
-        && *g == st.generation
+        && *g == generation
     {
         return v.clone();
     }
-    let mut slots: Vec<usize> = st.effective_slots().collect();
-    slots.sort_by(|a, b| {
-        let ka = st.get(*a).map(|u| u.key.as_str());
-        let kb = st.get(*b).map(|u| u.key.as_str());
-        ka.cmp(&kb)
-    });
-    let v = Arc::new(slots);
-    *cache = Some((st.generation, v.clone()));
+    let v = Arc::new(build());
+    *cache = Some((generation, v.clone()));
     v
 }
 
@@ -600,26 +634,20 @@ fn group_member_order(sim: &Sim, st: &Db, group: &str) -> Arc<Vec<usize>> {
 /// Licensed users, longest-since-login first (never logged in before everyone), once per
 /// state generation.
 fn active_order(sim: &Sim, st: &Db) -> Arc<Vec<usize>> {
-    let mut cache = sim.active_cache.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((g, v)) = cache.as_ref()
-        && *g == st.generation
-    {
-        return v.clone();
-    }
-    let groups = st.granting_groups();
-    let users = st.granting_users();
-    let mut slots: Vec<usize> = st
-        .all_slots()
-        .filter(|s| st.licensed(*s, &groups, &users))
-        .collect();
-    slots.sort_by(|a, b| {
-        let ua = st.get(*a).map(|u| (u.last_auth_ms, u.key.as_str()));
-        let ub = st.get(*b).map(|u| (u.last_auth_ms, u.key.as_str()));
-        ua.cmp(&ub)
-    });
-    let v = Arc::new(slots);
-    *cache = Some((st.generation, v.clone()));
-    v
+    memo(&sim.active_cache, st.generation, || {
+        let groups = st.granting_groups();
+        let users = st.granting_users();
+        let mut slots: Vec<usize> = st
+            .all_slots()
+            .filter(|s| st.licensed(*s, &groups, &users))
+            .collect();
+        slots.sort_by(|a, b| {
+            let ua = st.get(*a).map(|u| (u.last_auth_ms, u.key.as_str()));
+            let ub = st.get(*b).map(|u| (u.last_auth_ms, u.key.as_str()));
+            ua.cmp(&ub)
+        });
+        slots
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -725,18 +753,7 @@ async fn add_membership(
     OriginalUri(orig): OriginalUri,
     Path((username, group)): Path<(String, String)>,
 ) -> Response {
-    tri!(gate(&sim, DcVersion::V8_2, &orig));
-    tri!(need_admin(&who));
-    let mut st = sim.write();
-    let slot = tri!(user_by_path(&st, &username));
-    let g = tri!(group_exists(&st, &group));
-    match st.add_member(slot, &g) {
-        Ok(()) => {
-            tracing::info!(user = %username, group = %g, "dcsim: membership added");
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(f) => fail(&f),
-    }
+    set_membership(&sim, &who, &orig, &username, &group, true)
 }
 
 async fn remove_membership(
@@ -745,14 +762,30 @@ async fn remove_membership(
     OriginalUri(orig): OriginalUri,
     Path((username, group)): Path<(String, String)>,
 ) -> Response {
-    tri!(gate(&sim, DcVersion::V8_2, &orig));
-    tri!(need_admin(&who));
+    set_membership(&sim, &who, &orig, &username, &group, false)
+}
+
+/// Adds (`add`) or removes a user's direct membership of a group.
+fn set_membership(
+    sim: &Sim,
+    who: &Option<Caller>,
+    orig: &Uri,
+    username: &str,
+    group: &str,
+    add: bool,
+) -> Response {
+    tri!(admin_since(sim, who, DcVersion::V8_2, orig));
     let mut st = sim.write();
-    let slot = tri!(user_by_path(&st, &username));
-    let g = tri!(group_exists(&st, &group));
-    match st.remove_member(slot, &g) {
+    let slot = tri!(user_by_path(&st, username));
+    let g = tri!(group_exists(&st, group));
+    let (done, what) = if add {
+        (st.add_member(slot, &g), "added")
+    } else {
+        (st.remove_member(slot, &g), "removed")
+    };
+    match done {
         Ok(()) => {
-            tracing::info!(user = %username, group = %g, "dcsim: membership removed");
+            tracing::info!(user = %username, group = %g, "dcsim: membership {what}");
             StatusCode::NO_CONTENT.into_response()
         }
         Err(f) => fail(&f),
@@ -766,8 +799,7 @@ async fn set_active(
     username: &str,
     active: bool,
 ) -> Response {
-    tri!(gate(sim, DcVersion::V8_2, orig));
-    tri!(need_admin(who));
+    tri!(admin_since(sim, who, DcVersion::V8_2, orig));
     let mut st = sim.write();
     let slot = tri!(user_by_path(&st, username));
     match st.set_active(slot, active) {
@@ -823,8 +855,7 @@ async fn create_user(
     OriginalUri(orig): OriginalUri,
     body: Bytes,
 ) -> Response {
-    tri!(gate(&sim, DcVersion::V8_4, &orig));
-    tri!(need_admin(&who));
+    tri!(admin_since(&sim, &who, DcVersion::V8_4, &orig));
     let req: CreateUser = tri!(parse_body(&body));
     let username = req.user_name.unwrap_or_default();
     let full_name = req.full_name.unwrap_or_default();
@@ -887,8 +918,7 @@ async fn update_user(
     Path(username): Path<String>,
     body: Bytes,
 ) -> Response {
-    tri!(gate(&sim, DcVersion::V9_0, &orig));
-    tri!(need_admin(&who));
+    tri!(admin_since(&sim, &who, DcVersion::V9_0, &orig));
     let req: UpdateUser = tri!(parse_body(&body));
     if let Some(e) = &req.email
         && let Err(f) = validate_email(e)
@@ -920,8 +950,7 @@ async fn set_password(
     Path(username): Path<String>,
     body: Bytes,
 ) -> Response {
-    tri!(gate(&sim, DcVersion::V8_4, &orig));
-    tri!(need_admin(&who));
+    tri!(admin_since(&sim, &who, DcVersion::V8_4, &orig));
     let req: Password = tri!(parse_body(&body));
     let Some(pw) = req.password.filter(|p| !p.trim().is_empty()) else {
         return error(StatusCode::BAD_REQUEST, "Password cannot be blank");
@@ -938,8 +967,7 @@ async fn delete_user(
     OriginalUri(orig): OriginalUri,
     Path(username): Path<String>,
 ) -> Response {
-    tri!(gate(&sim, DcVersion::V8_2, &orig));
-    tri!(need_admin(&who));
+    tri!(admin_since(&sim, &who, DcVersion::V8_2, &orig));
     let settings = sim.settings();
     let (id, key) = {
         let mut st = sim.write();
@@ -951,15 +979,7 @@ async fn delete_user(
             );
         }
         let key = st.get(slot).map(|u| u.key.clone()).unwrap_or_default();
-        let h = st.rng.hex(32);
-        let id = format!(
-            "{}-{}-{}-{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..32]
-        );
+        let id = st.rng.uuid();
         st.tasks.insert(
             id.clone(),
             Task {
@@ -1070,26 +1090,14 @@ async fn list_tasks(State(sim): State<Sim>, Extension(who): Who, uri: Uri) -> Re
         .take(limit)
         .map(|t| task_json(&base, &sim.context, t))
         .collect();
-    let size = results.len();
-    let links = page_links(
-        sim.settings().relative_links,
-        &base,
-        &sim.context,
-        "/rest/api/longtask",
-        None,
-        (start, limit, size, tasks.len()),
-    );
-    json(
-        StatusCode::OK,
-        &PageJson {
-            results,
-            start,
-            limit,
-            size,
-            total_count: None,
-            links,
-        },
-    )
+    let at = PageAt {
+        relative: sim.settings().relative_links,
+        base: &base,
+        context: &sim.context,
+        path: "/rest/api/longtask",
+        expand: None,
+    };
+    page_json(&at, results, (start, limit), tasks.len(), false)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1192,8 +1200,7 @@ async fn create_group(
     OriginalUri(orig): OriginalUri,
     body: Bytes,
 ) -> Response {
-    tri!(gate(&sim, DcVersion::V8_2, &orig));
-    tri!(need_admin(&who));
+    tri!(admin_since(&sim, &who, DcVersion::V8_2, &orig));
     let req: NewGroup = tri!(parse_body(&body));
     let Some(name) = req.name.filter(|n| !n.trim().is_empty()) else {
         return error(StatusCode::BAD_REQUEST, "Group name cannot be blank");
@@ -1213,8 +1220,7 @@ async fn delete_group(
     OriginalUri(orig): OriginalUri,
     Path(group): Path<String>,
 ) -> Response {
-    tri!(gate(&sim, DcVersion::V8_2, &orig));
-    tri!(need_admin(&who));
+    tri!(admin_since(&sim, &who, DcVersion::V8_2, &orig));
     match sim.write().delete_group(&group) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(f) => fail(&f),
@@ -1240,20 +1246,24 @@ fn perm_json(st: &Db, subject: &Subject, target: &str, op: &str) -> Option<serde
     }))
 }
 
+/// The global permissions whose subject `keep` accepts, as a JSON list.
+fn perm_list(st: &Db, keep: impl Fn(&Subject) -> bool) -> Response {
+    let list: Vec<_> = st
+        .perms
+        .iter()
+        .filter(|p| keep(&p.subject))
+        .filter_map(|p| perm_json(st, &p.subject, p.target, p.op))
+        .collect();
+    json(StatusCode::OK, &list)
+}
+
 async fn all_permissions(
     State(sim): State<Sim>,
     Extension(who): Who,
     OriginalUri(orig): OriginalUri,
 ) -> Response {
-    tri!(gate(&sim, DcVersion::V9_3, &orig));
-    tri!(need_admin(&who));
-    let st = sim.read();
-    let all: Vec<_> = st
-        .perms
-        .iter()
-        .filter_map(|p| perm_json(&st, &p.subject, p.target, p.op))
-        .collect();
-    json(StatusCode::OK, &all)
+    tri!(admin_since(&sim, &who, DcVersion::V9_3, &orig));
+    perm_list(&sim.read(), |_| true)
 }
 
 async fn group_permissions(
@@ -1262,17 +1272,10 @@ async fn group_permissions(
     OriginalUri(orig): OriginalUri,
     Path(group): Path<String>,
 ) -> Response {
-    tri!(gate(&sim, DcVersion::V9_3, &orig));
-    tri!(need_admin(&who));
+    tri!(admin_since(&sim, &who, DcVersion::V9_3, &orig));
     let st = sim.read();
     let name = tri!(group_exists(&st, &group));
-    let list: Vec<_> = st
-        .perms
-        .iter()
-        .filter(|p| matches!(&p.subject, Subject::Group(g) if *g == name))
-        .filter_map(|p| perm_json(&st, &p.subject, p.target, p.op))
-        .collect();
-    json(StatusCode::OK, &list)
+    perm_list(&st, |s| matches!(s, Subject::Group(g) if *g == name))
 }
 
 async fn user_permissions(
@@ -1281,8 +1284,7 @@ async fn user_permissions(
     OriginalUri(orig): OriginalUri,
     Path(user): Path<String>,
 ) -> Response {
-    tri!(gate(&sim, DcVersion::V9_3, &orig));
-    tri!(need_admin(&who));
+    tri!(admin_since(&sim, &who, DcVersion::V9_3, &orig));
     let st = sim.read();
     let Some(slot) = st.by_key(&user).or_else(|| st.by_username(&user)) else {
         return error(
@@ -1291,13 +1293,7 @@ async fn user_permissions(
         );
     };
     let key = st.get(slot).map(|u| u.key.clone()).unwrap_or_default();
-    let list: Vec<_> = st
-        .perms
-        .iter()
-        .filter(|p| matches!(&p.subject, Subject::User(k) if *k == key))
-        .filter_map(|p| perm_json(&st, &p.subject, p.target, p.op))
-        .collect();
-    json(StatusCode::OK, &list)
+    perm_list(&st, |s| matches!(s, Subject::User(k) if *k == key))
 }
 
 async fn unlicensed_permissions(
@@ -1305,8 +1301,7 @@ async fn unlicensed_permissions(
     Extension(who): Who,
     OriginalUri(orig): OriginalUri,
 ) -> Response {
-    tri!(gate(&sim, DcVersion::V9_3, &orig));
-    tri!(need_admin(&who));
+    tri!(admin_since(&sim, &who, DcVersion::V9_3, &orig));
     let st = sim.read();
     let list: Vec<_> = st
         .perms
@@ -1322,16 +1317,8 @@ async fn anonymous_permissions(
     Extension(who): Who,
     OriginalUri(orig): OriginalUri,
 ) -> Response {
-    tri!(gate(&sim, DcVersion::V9_3, &orig));
-    tri!(need_admin(&who));
-    let st = sim.read();
-    let list: Vec<_> = st
-        .perms
-        .iter()
-        .filter(|p| p.subject == Subject::Anonymous)
-        .filter_map(|p| perm_json(&st, &p.subject, p.target, p.op))
-        .collect();
-    json(StatusCode::OK, &list)
+    tri!(admin_since(&sim, &who, DcVersion::V9_3, &orig));
+    perm_list(&sim.read(), |s| *s == Subject::Anonymous)
 }
 
 async fn licence_counter(
@@ -1352,18 +1339,7 @@ async fn licence_counter(
 }
 
 async fn manifest(State(sim): State<Sim>, headers: HeaderMap) -> Response {
-    let id = {
-        let mut rng = crate::sim::common::SimRng::new(sim.opts.seed ^ 0x6170_706c_696e_6b73);
-        let h = rng.hex(32);
-        format!(
-            "{}-{}-{}-{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..32]
-        )
-    };
+    let id = crate::sim::common::SimRng::new(sim.opts.seed ^ 0x6170_706c_696e_6b73).uuid();
     let version = sim.version.to_string();
     let build = sim.version.build_number();
     let wants_json = headers

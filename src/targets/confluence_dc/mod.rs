@@ -71,6 +71,18 @@ impl Detected {
     }
 }
 
+/// A status or membership change as both APIs spell it: the REST call (8.2 on) and the
+/// Remote API method with its parameters (before).
+struct Change<'a> {
+    cap: Capability,
+    action: &'static str,
+    method: Method,
+    segments: &'a [&'a str],
+    what: String,
+    rpc_method: &'static str,
+    rpc_params: Vec<RpcValue>,
+}
+
 /// A Confluence Data Center instance.
 pub struct ConfluenceDc {
     name: String,
@@ -605,7 +617,13 @@ impl ConfluenceDc {
         }
     }
 
-    fn log_write(&self, action: &str, account: &RemoteAccount, outcome: WriteOutcome) {
+    /// Logs a write's outcome and hands it back.
+    fn log_write(
+        &self,
+        action: &str,
+        account: &RemoteAccount,
+        outcome: WriteOutcome,
+    ) -> WriteOutcome {
         tracing::info!(
             target_name = %self.name,
             action,
@@ -614,6 +632,23 @@ impl ConfluenceDc {
             outcome = ?outcome,
             "Confluence DC write"
         );
+        outcome
+    }
+
+    /// The write half of a status or membership change: the REST call from 8.2 on, the
+    /// Remote API method before; then logs it as changed.
+    async fn change(
+        &self,
+        d: &Detected,
+        cur: &RemoteAccount,
+        c: Change<'_>,
+    ) -> Result<WriteOutcome, TargetError> {
+        if d.version >= V8_2 {
+            self.rest_write(c.method, c.segments, None, &c.what).await?;
+        } else {
+            self.rpc_bool(d, c.rpc_method, c.rpc_params, c.cap).await?;
+        }
+        Ok(self.log_write(c.action, cur, WriteOutcome::Changed))
     }
 
     // --------------------------------------------------------------------------------------
@@ -1091,56 +1126,44 @@ impl Target for ConfluenceDc {
         let d = self.require(Capability::Disable).await?;
         let cur = self.current(account).await?;
         if rest::is_deactivated(&cur.raw_status) {
-            self.log_write("disable", &cur, WriteOutcome::AlreadyDone);
-            return Ok(WriteOutcome::AlreadyDone);
+            return Ok(self.log_write("disable", &cur, WriteOutcome::AlreadyDone));
         }
-        if d.version >= V8_2 {
-            self.rest_write(
-                Method::PUT,
-                &["rest", "api", "admin", "user", &cur.username, "disable"],
-                None,
-                &format!("disable `{}`", cur.username),
-            )
-            .await?;
-        } else {
-            self.rpc_bool(
-                &d,
-                "deactivateUser",
-                vec![RpcValue::str(&cur.username)],
-                Capability::Disable,
-            )
-            .await?;
-        }
-        self.log_write("disable", &cur, WriteOutcome::Changed);
-        Ok(WriteOutcome::Changed)
+        self.change(
+            &d,
+            &cur,
+            Change {
+                cap: Capability::Disable,
+                action: "disable",
+                method: Method::PUT,
+                segments: &["rest", "api", "admin", "user", &cur.username, "disable"],
+                what: format!("disable `{}`", cur.username),
+                rpc_method: "deactivateUser",
+                rpc_params: vec![RpcValue::str(&cur.username)],
+            },
+        )
+        .await
     }
 
     async fn enable(&self, account: &AccountRef) -> Result<WriteOutcome, TargetError> {
         let d = self.require(Capability::Enable).await?;
         let cur = self.current(account).await?;
         if cur.active {
-            self.log_write("enable", &cur, WriteOutcome::AlreadyDone);
-            return Ok(WriteOutcome::AlreadyDone);
+            return Ok(self.log_write("enable", &cur, WriteOutcome::AlreadyDone));
         }
-        if d.version >= V8_2 {
-            self.rest_write(
-                Method::PUT,
-                &["rest", "api", "admin", "user", &cur.username, "enable"],
-                None,
-                &format!("enable `{}`", cur.username),
-            )
-            .await?;
-        } else {
-            self.rpc_bool(
-                &d,
-                "reactivateUser",
-                vec![RpcValue::str(&cur.username)],
-                Capability::Enable,
-            )
-            .await?;
-        }
-        self.log_write("enable", &cur, WriteOutcome::Changed);
-        Ok(WriteOutcome::Changed)
+        self.change(
+            &d,
+            &cur,
+            Change {
+                cap: Capability::Enable,
+                action: "enable",
+                method: Method::PUT,
+                segments: &["rest", "api", "admin", "user", &cur.username, "enable"],
+                what: format!("enable `{}`", cur.username),
+                rpc_method: "reactivateUser",
+                rpc_params: vec![RpcValue::str(&cur.username)],
+            },
+        )
+        .await
     }
 
     async fn add_to_group(
@@ -1152,28 +1175,22 @@ impl Target for ConfluenceDc {
         let cur = self.current(account).await?;
         let groups = self.groups_of(&cur).await?;
         if groups.iter().any(|g| g.eq_ignore_ascii_case(&group.name)) {
-            self.log_write("add to group", &cur, WriteOutcome::AlreadyDone);
-            return Ok(WriteOutcome::AlreadyDone);
+            return Ok(self.log_write("add to group", &cur, WriteOutcome::AlreadyDone));
         }
-        if d.version >= V8_2 {
-            self.rest_write(
-                Method::PUT,
-                &["rest", "api", "user", &cur.username, "group", &group.name],
-                None,
-                &format!("add `{}` to group `{}`", cur.username, group.name),
-            )
-            .await?;
-        } else {
-            self.rpc_bool(
-                &d,
-                "addUserToGroup",
-                vec![RpcValue::str(&cur.username), RpcValue::str(&group.name)],
-                Capability::AddToGroup,
-            )
-            .await?;
-        }
-        self.log_write("add to group", &cur, WriteOutcome::Changed);
-        Ok(WriteOutcome::Changed)
+        self.change(
+            &d,
+            &cur,
+            Change {
+                cap: Capability::AddToGroup,
+                action: "add to group",
+                method: Method::PUT,
+                segments: &["rest", "api", "user", &cur.username, "group", &group.name],
+                what: format!("add `{}` to group `{}`", cur.username, group.name),
+                rpc_method: "addUserToGroup",
+                rpc_params: vec![RpcValue::str(&cur.username), RpcValue::str(&group.name)],
+            },
+        )
+        .await
     }
 
     async fn remove_from_group(
@@ -1185,28 +1202,22 @@ impl Target for ConfluenceDc {
         let cur = self.current(account).await?;
         let groups = self.groups_of(&cur).await?;
         let Some(actual) = groups.iter().find(|g| g.eq_ignore_ascii_case(&group.name)) else {
-            self.log_write("remove from group", &cur, WriteOutcome::AlreadyDone);
-            return Ok(WriteOutcome::AlreadyDone);
+            return Ok(self.log_write("remove from group", &cur, WriteOutcome::AlreadyDone));
         };
-        if d.version >= V8_2 {
-            self.rest_write(
-                Method::DELETE,
-                &["rest", "api", "user", &cur.username, "group", actual],
-                None,
-                &format!("remove `{}` from group `{actual}`", cur.username),
-            )
-            .await?;
-        } else {
-            self.rpc_bool(
-                &d,
-                "removeUserFromGroup",
-                vec![RpcValue::str(&cur.username), RpcValue::str(actual)],
-                Capability::RemoveFromGroup,
-            )
-            .await?;
-        }
-        self.log_write("remove from group", &cur, WriteOutcome::Changed);
-        Ok(WriteOutcome::Changed)
+        self.change(
+            &d,
+            &cur,
+            Change {
+                cap: Capability::RemoveFromGroup,
+                action: "remove from group",
+                method: Method::DELETE,
+                segments: &["rest", "api", "user", &cur.username, "group", actual],
+                what: format!("remove `{}` from group `{actual}`", cur.username),
+                rpc_method: "removeUserFromGroup",
+                rpc_params: vec![RpcValue::str(&cur.username), RpcValue::str(actual)],
+            },
+        )
+        .await
     }
 
     async fn rename(
@@ -1223,8 +1234,7 @@ impl Target for ConfluenceDc {
         }
         let cur = self.current(account).await?;
         if cur.username.eq_ignore_ascii_case(new) {
-            self.log_write("rename", &cur, WriteOutcome::AlreadyDone);
-            return Ok(WriteOutcome::AlreadyDone);
+            return Ok(self.log_write("rename", &cur, WriteOutcome::AlreadyDone));
         }
         let mut crowd_why = None;
         if let (Some(crowd), Crowd::Ready { .. }) = (&self.crowd, &d.crowd) {
@@ -1403,8 +1413,7 @@ impl Target for ConfluenceDc {
             .as_deref()
             .is_some_and(|e| e.eq_ignore_ascii_case(email));
         if same_name && same_email {
-            self.log_write("update profile", &cur, WriteOutcome::AlreadyDone);
-            return Ok(WriteOutcome::AlreadyDone);
+            return Ok(self.log_write("update profile", &cur, WriteOutcome::AlreadyDone));
         }
         self.rest_write(
             Method::PUT,
@@ -1413,7 +1422,6 @@ impl Target for ConfluenceDc {
             &format!("update the profile of `{}`", cur.username),
         )
         .await?;
-        self.log_write("update profile", &cur, WriteOutcome::Changed);
-        Ok(WriteOutcome::Changed)
+        Ok(self.log_write("update profile", &cur, WriteOutcome::Changed))
     }
 }
