@@ -210,9 +210,37 @@ fn the_demo_reads_its_simulated_confluence_then_serves_until_interrupted() {
         text.contains("confluence (simulated DC 9.3): http://127.0.0.1:"),
         "{text}"
     );
+    // Interrupt once it answers HTTP: the signal handler is in place before it serves (the
+    // port itself is bound, and accepts connections, earlier).
+    let started = std::time::Instant::now();
+    while !healthz_answers(&listen) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "never served"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let _ = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// Whether `GET /healthz` at `addr` answers 200.
+fn healthz_answers(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    if conn
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
 }
