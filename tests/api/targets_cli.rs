@@ -244,3 +244,48 @@ fn healthz_answers(addr: &str) -> bool {
     let _ = conn.read_to_string(&mut answer);
     answer.starts_with("HTTP/1.1 200")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_check_prints_the_version_matrix_for_every_simulated_version() {
+    // (version, list accounts, disable, nested groups, create account, last login via REST)
+    let matrix = [
+        ("7.13", "no", "no", "no", "no", false),
+        ("8.1", "no", "no", "no", "no", false),
+        ("8.2", "no", "yes", "no", "no", false),
+        ("8.4", "yes", "yes", "no", "yes", false),
+        ("9.3", "yes", "yes", "yes", "yes", false),
+        ("10.2", "yes", "yes", "yes", "yes", true),
+    ];
+    for (version, list, disable, nested, create, rest_login) in matrix {
+        let sim = sim(version, 20).await;
+        let (out, _dir) = run(&sim, sim.pat(), &["targets", "check", "wiki"]).await;
+        let text = stdout(&out);
+        assert!(out.status.success(), "{version}: {}{text}", stderr(&out));
+        assert!(text.contains(&format!("version      {version}")), "{text}");
+        assert_eq!(row(&text, "list accounts").0, list, "{version}: {text}");
+        assert_eq!(row(&text, "disable").0, disable, "{version}: {text}");
+        assert_eq!(row(&text, "enable").0, disable, "{version}: {text}");
+        assert_eq!(row(&text, "delete").0, disable, "{version}: {text}");
+        assert_eq!(row(&text, "nested groups").0, nested, "{version}: {text}");
+        assert_eq!(row(&text, "create account").0, create, "{version}: {text}");
+        assert_eq!(
+            row(&text, "rename").0,
+            "no",
+            "{version}: no Remote API, no Crowd"
+        );
+        assert_eq!(row(&text, "change directory").0, "no", "{version}");
+        assert_eq!(
+            text.contains("last login   REST"),
+            rest_login,
+            "{version}: {text}"
+        );
+        for (_, why) in ["list accounts", "disable", "rename"]
+            .iter()
+            .map(|c| row(&text, c))
+            .filter(|(ok, _)| ok == "no")
+        {
+            assert!(!why.is_empty(), "{version}: every refusal says why");
+        }
+        sim.stop().await;
+    }
+}
