@@ -267,7 +267,6 @@ async fn writes(length: Duration) -> String {
             None => break,
         }
     }
-    sim.core().requests(); // warm
     let before = sim.core().requests().len();
     let started = Instant::now();
     let (mut ok, mut failed, mut calls) = (0u64, 0u64, 0u64);

@@ -1,11 +1,9 @@
 //! `idbridge targets check <name>` and `idbridge sync target <name>`: probing a configured
 //! Confluence target and reading its inventory into the store, with what they print.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
 
 use super::UsageError;
 use crate::config::{Config, TargetConfig};
@@ -155,7 +153,7 @@ pub(super) async fn sync(
     let connector = Connector::new(name, cfg)?;
     let last_logins = match &cfg.last_login_database {
         Some(url) => Some(
-            read_last_logins(url)
+            crate::store::confluence_last_logins(url)
                 .await
                 .with_context(|| format!("targets.{name}.last_login_database"))?,
         ),
@@ -181,12 +179,6 @@ pub(super) async fn sync(
             report.snapshot.status
         ),
     }
-}
-
-async fn read_last_logins(
-    url: &crate::config::DatabaseUrl,
-) -> anyhow::Result<HashMap<String, DateTime<Utc>>> {
-    Ok(crate::store::confluence_last_logins(url).await?)
 }
 
 fn render_sync(name: &str, r: &InventoryReport) -> String {

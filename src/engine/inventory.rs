@@ -448,7 +448,8 @@ async fn read_groups<T: Target>(
     {
         return view;
     }
-    let groups = view.groups.clone();
+    // Taken out while the loop fills the rest of `view`, put back after.
+    let groups = std::mem::take(&mut view.groups);
     for g in &groups {
         let group_ref = GroupRef {
             name: g.name.clone(),
@@ -490,6 +491,7 @@ async fn read_groups<T: Target>(
         view.pages += pager.pages;
         view.member_counts.insert(g.name.clone(), members);
     }
+    view.groups = groups;
     view
 }
 
