@@ -27,6 +27,7 @@ pub mod engine;
 pub mod http;
 pub mod scim;
 pub mod sim;
+pub mod sources;
 pub mod store;
 pub mod targets;
 pub mod telemetry;

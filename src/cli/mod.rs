@@ -560,18 +560,12 @@ mod tests {
         let mut config = Config::default();
         let none = check_scim_source(&config, "entra").unwrap_err().to_string();
         assert!(none.contains("`entra`") && none.contains("none"), "{none}");
-        config.sources.insert(
-            "okta".into(),
-            SourceConfig {
-                kind: SourceKind::Okta,
-            },
-        );
-        config.sources.insert(
-            "entra".into(),
-            SourceConfig {
-                kind: SourceKind::Scim,
-            },
-        );
+        config
+            .sources
+            .insert("okta".into(), SourceConfig::new(SourceKind::Okta));
+        config
+            .sources
+            .insert("entra".into(), SourceConfig::new(SourceKind::Scim));
         check_scim_source(&config, "entra").expect("scim source");
         let polled = check_scim_source(&config, "okta").unwrap_err().to_string();
         assert!(

@@ -45,6 +45,282 @@ pub struct Config {
 pub struct SourceConfig {
     /// `scim` (pushed to idbridge), or a polled IdP: `okta`, `entra`, `google`, `ldap`, `csv`.
     pub kind: SourceKind,
+    /// Okta: the org URL (`https://acme.okta.com`). Entra: Graph (`https://graph.microsoft.com`).
+    /// Google: `https://admin.googleapis.com`. LDAP: `ldap://host:389` or `ldaps://host:636`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Okta SSWS API token (when no OAuth service app is configured).
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// Okta service app or Entra application (client) id.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Entra client secret.
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    /// PEM private key: Okta `private_key_jwt`, or the Entra certificate's key.
+    #[serde(default)]
+    pub private_key: Option<Secret>,
+    /// Okta: the `kid` of the key registered with the service app.
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// Entra: the certificate's SHA-256 thumbprint (hex or base64url), sent as `x5t#S256`.
+    #[serde(default)]
+    pub certificate_thumbprint: Option<String>,
+    /// Entra tenant id or domain.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// Token endpoint override (Entra authority, Okta org server); Google takes `token_uri`
+    /// from the service account key unless this is set.
+    #[serde(default)]
+    pub token_url: Option<String>,
+    /// OAuth scopes to ask for; empty means the connector's read-only defaults.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Google service account key (the JSON file's content; use `…_FILE` to name the file).
+    #[serde(default)]
+    pub service_account_key: Option<Secret>,
+    /// Google: the admin the service account acts as (domain-wide delegation `sub`).
+    #[serde(default)]
+    pub admin_subject: Option<String>,
+    /// Google customer (default `my_customer`).
+    #[serde(default)]
+    pub customer: Option<String>,
+    /// The Confluence application in the IdP: Okta app instance id, Entra `appId`. Sign-in
+    /// events are read for this application only.
+    #[serde(default)]
+    pub app_id: Option<String>,
+    /// Google: the SAML application's name as the Reports API shows it (`application_name`).
+    #[serde(default)]
+    pub app_name: Option<String>,
+    /// Users per page (capped at the vendor's maximum).
+    #[serde(default)]
+    pub page_size: Option<u32>,
+    /// Whether a suspended person counts as a leaver (default: no; suspension is often
+    /// temporary).
+    #[serde(default)]
+    pub suspended_is_leaver: bool,
+    /// A snapshot whose count moves more than this % from the last complete one is
+    /// incomplete until an admin looks.
+    #[serde(default = "default_source_plausible_change_percent")]
+    pub plausible_change_percent: f64,
+    /// Okta: the share of each rate-limit bucket idbridge may use (0 < share ≤ 1).
+    #[serde(default = "default_rate_limit_share")]
+    pub rate_limit_share: f64,
+    /// Longest time one request may take.
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Longest total wait on rate limits within one call before it fails.
+    #[serde(default = "default_max_rate_limit_wait_secs")]
+    pub max_rate_limit_wait_secs: u64,
+    /// Custom IdP attributes to keep on each identity (rules can select on them).
+    #[serde(default)]
+    pub custom_attributes: Vec<String>,
+    /// LDAP: the DN idbridge binds as.
+    #[serde(default)]
+    pub bind_dn: Option<String>,
+    /// LDAP: the bind password.
+    #[serde(default)]
+    pub bind_password: Option<Secret>,
+    /// LDAP: where people are searched.
+    #[serde(default)]
+    pub base_dn: Option<String>,
+    /// LDAP: the filter that selects people (default per flavour).
+    #[serde(default)]
+    pub user_filter: Option<String>,
+    /// LDAP: the filter that selects groups (default per flavour).
+    #[serde(default)]
+    pub group_filter: Option<String>,
+    /// LDAP: `ad` (Active Directory) or `openldap`.
+    #[serde(default)]
+    pub flavour: Option<String>,
+    /// LDAP: upgrade `ldap://` with StartTLS.
+    #[serde(default)]
+    pub starttls: bool,
+    /// LDAP: a PEM CA bundle to trust for LDAPS/StartTLS.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// CSV: the file to import.
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+fn default_source_plausible_change_percent() -> f64 {
+    10.0
+}
+
+fn default_rate_limit_share() -> f64 {
+    0.5
+}
+
+fn default_timeout_secs() -> u64 {
+    30
+}
+
+fn default_max_rate_limit_wait_secs() -> u64 {
+    120
+}
+
+impl SourceConfig {
+    /// A source of `kind` with every other setting at its default.
+    pub fn new(kind: SourceKind) -> Self {
+        SourceConfig {
+            kind,
+            base_url: None,
+            token: None,
+            client_id: None,
+            client_secret: None,
+            private_key: None,
+            key_id: None,
+            certificate_thumbprint: None,
+            tenant_id: None,
+            token_url: None,
+            scopes: Vec::new(),
+            service_account_key: None,
+            admin_subject: None,
+            customer: None,
+            app_id: None,
+            app_name: None,
+            page_size: None,
+            suspended_is_leaver: false,
+            plausible_change_percent: default_source_plausible_change_percent(),
+            rate_limit_share: default_rate_limit_share(),
+            timeout_secs: default_timeout_secs(),
+            max_rate_limit_wait_secs: default_max_rate_limit_wait_secs(),
+            custom_attributes: Vec::new(),
+            bind_dn: None,
+            bind_password: None,
+            base_dn: None,
+            user_filter: None,
+            group_filter: None,
+            flavour: None,
+            starttls: false,
+            ca_file: None,
+            path: None,
+        }
+    }
+
+    /// What is missing or wrong for this source's kind, as `sources.<name>.<key>: …` lines.
+    pub fn problems(&self, name: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut need = |key: &str, present: bool, why: &str| {
+            if !present {
+                out.push(format!("sources.{name}.{key}: required {why}"));
+            }
+        };
+        match self.kind {
+            SourceKind::Scim => {}
+            SourceKind::Okta => {
+                need(
+                    "base_url",
+                    self.base_url.is_some(),
+                    "for Okta (the org URL)",
+                );
+                let oauth = self.client_id.is_some() || self.private_key.is_some();
+                if oauth {
+                    need(
+                        "client_id",
+                        self.client_id.is_some(),
+                        "for an Okta service app",
+                    );
+                    need(
+                        "private_key",
+                        self.private_key.is_some(),
+                        "for an Okta service app (private_key_jwt)",
+                    );
+                } else {
+                    need(
+                        "token",
+                        self.token.is_some(),
+                        "for Okta (an SSWS API token, or client_id and private_key)",
+                    );
+                }
+            }
+            SourceKind::Entra => {
+                need("tenant_id", self.tenant_id.is_some(), "for Entra ID");
+                need("client_id", self.client_id.is_some(), "for Entra ID");
+                need(
+                    "client_secret",
+                    self.client_secret.is_some() || self.private_key.is_some(),
+                    "for Entra ID (or private_key with certificate_thumbprint)",
+                );
+                if self.private_key.is_some() {
+                    need(
+                        "certificate_thumbprint",
+                        self.certificate_thumbprint.is_some(),
+                        "with a certificate private_key",
+                    );
+                }
+            }
+            SourceKind::Google => {
+                need(
+                    "service_account_key",
+                    self.service_account_key.is_some(),
+                    "for Google Workspace",
+                );
+                need(
+                    "admin_subject",
+                    self.admin_subject.is_some(),
+                    "for Google Workspace (the admin to act as)",
+                );
+            }
+            SourceKind::Ldap => {
+                need(
+                    "base_url",
+                    self.base_url.is_some(),
+                    "for LDAP (ldap:// or ldaps://)",
+                );
+                need("base_dn", self.base_dn.is_some(), "for LDAP");
+                if let Some(f) = &self.flavour
+                    && !matches!(f.as_str(), "ad" | "openldap")
+                {
+                    out.push(format!(
+                        "sources.{name}.flavour: `{f}` is not `ad` or `openldap`"
+                    ));
+                }
+            }
+            SourceKind::Csv => need("path", self.path.is_some(), "for a CSV source"),
+        }
+        if let Some(url) = &self.base_url {
+            let ok_schemes: &[&str] = if self.kind == SourceKind::Ldap {
+                &["ldap", "ldaps"]
+            } else {
+                &["http", "https"]
+            };
+            match url::Url::parse(url) {
+                Ok(u) if ok_schemes.contains(&u.scheme()) && u.host().is_some() => {
+                    if !u.username().is_empty() || u.password().is_some() {
+                        out.push(format!(
+                            "sources.{name}.base_url: must not carry credentials"
+                        ));
+                    }
+                }
+                _ => out.push(format!(
+                    "sources.{name}.base_url: `{url}` is not an absolute {} URL",
+                    ok_schemes.join("/")
+                )),
+            }
+        }
+        if let Some(p) = self.page_size
+            && p == 0
+        {
+            out.push(format!("sources.{name}.page_size: must be at least 1"));
+        }
+        if !(0.0..=100.0).contains(&self.plausible_change_percent) {
+            out.push(format!(
+                "sources.{name}.plausible_change_percent: must be 0 to 100"
+            ));
+        }
+        if !(self.rate_limit_share > 0.0 && self.rate_limit_share <= 1.0) {
+            out.push(format!(
+                "sources.{name}.rate_limit_share: must be above 0 and at most 1"
+            ));
+        }
+        if self.timeout_secs == 0 {
+            out.push(format!("sources.{name}.timeout_secs: must be at least 1"));
+        }
+        out
+    }
 }
 
 /// One Confluence instance idbridge reads and acts on.
@@ -368,13 +644,14 @@ impl Config {
                 )),
             }
         }
-        for name in self.sources.keys() {
+        for (name, source) in &self.sources {
             if !is_valid_source_name(name) {
                 problems.push(format!(
                     "sources.{name}: a source name is 1 to 63 lower-case letters, digits and `-`, \
                      starting with a letter or digit (it appears in URLs)"
                 ));
             }
+            problems.extend(source.problems(name));
         }
         for (name, t) in &self.targets {
             if !is_valid_source_name(name) {

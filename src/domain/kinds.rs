@@ -97,6 +97,8 @@ text_enum!(
         Deprovisioned = "deprovisioned",
         /// Deleted in the IdP (SCIM DELETE, Google deleted user).
         Deleted = "deleted",
+        /// A status idbridge has no mapping for. Never a leaver signal.
+        Unknown = "unknown",
     }
 );
 
@@ -129,9 +131,15 @@ text_enum!(
 );
 
 impl IdentityStatus {
-    /// Whether this status is a positive signal that the person has left.
-    pub fn is_leaver(self) -> bool {
-        matches!(self, Self::Suspended | Self::Deprovisioned | Self::Deleted)
+    /// Whether this status is a positive signal that the person has left. Suspension counts
+    /// only where the source is configured so (`suspended_is_leaver`); `Unknown`, `Staged`
+    /// and `Active` never do.
+    pub fn is_leaver(self, suspended_is_leaver: bool) -> bool {
+        match self {
+            Self::Deprovisioned | Self::Deleted => true,
+            Self::Suspended => suspended_is_leaver,
+            Self::Active | Self::Staged | Self::Unknown => false,
+        }
     }
 }
 
@@ -162,17 +170,24 @@ mod tests {
     }
 
     #[test]
-    fn only_suspended_deprovisioned_and_deleted_are_leaver_signals() {
-        let leavers: Vec<_> = IdentityStatus::ALL
-            .iter()
-            .filter(|s| s.is_leaver())
-            .collect();
+    fn suspended_is_a_leaver_only_where_configured_and_unknown_never_is() {
+        let leavers = |suspended: bool| -> Vec<IdentityStatus> {
+            IdentityStatus::ALL
+                .iter()
+                .copied()
+                .filter(|s| s.is_leaver(suspended))
+                .collect()
+        };
         assert_eq!(
-            leavers,
+            leavers(false),
+            [IdentityStatus::Deprovisioned, IdentityStatus::Deleted]
+        );
+        assert_eq!(
+            leavers(true),
             [
-                &IdentityStatus::Suspended,
-                &IdentityStatus::Deprovisioned,
-                &IdentityStatus::Deleted
+                IdentityStatus::Suspended,
+                IdentityStatus::Deprovisioned,
+                IdentityStatus::Deleted
             ]
         );
     }

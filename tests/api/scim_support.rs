@@ -73,12 +73,8 @@ impl ScimClient {
         let app = TestApp::builder(backend)
             .config(|c| {
                 for name in sources {
-                    c.sources.insert(
-                        (*name).into(),
-                        SourceConfig {
-                            kind: SourceKind::Scim,
-                        },
-                    );
+                    c.sources
+                        .insert((*name).into(), SourceConfig::new(SourceKind::Scim));
                 }
                 configure(c);
             })

@@ -1,0 +1,69 @@
+//! The Entra connector (being built; answers every call with a configuration error until then).
+
+use super::{
+    Change, SignIn, Source, SourceCheck, SourceError, SourceGroup, SourceIdentity, SourcePage,
+};
+use crate::config::SourceConfig;
+use crate::domain::SourceKind;
+
+/// A Entra source.
+#[derive(Debug)]
+pub struct EntraSource {
+    name: String,
+}
+
+impl EntraSource {
+    /// The connector for source `name`.
+    pub fn from_config(name: &str, _cfg: &SourceConfig) -> Result<Self, SourceError> {
+        Ok(EntraSource {
+            name: name.to_owned(),
+        })
+    }
+
+    fn not_yet(&self) -> SourceError {
+        SourceError::Config(format!(
+            "sources.{}: the Entra connector is not available yet",
+            self.name
+        ))
+    }
+}
+
+impl Source for EntraSource {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Entra
+    }
+
+    async fn check(&self) -> Result<SourceCheck, SourceError> {
+        Err(self.not_yet())
+    }
+
+    async fn list_identities(
+        &self,
+        _cursor: Option<&str>,
+    ) -> Result<SourcePage<SourceIdentity>, SourceError> {
+        Err(self.not_yet())
+    }
+
+    async fn list_groups(
+        &self,
+        _cursor: Option<&str>,
+    ) -> Result<SourcePage<SourceGroup>, SourceError> {
+        Err(self.not_yet())
+    }
+
+    async fn list_changes(
+        &self,
+        _checkpoint: &str,
+        _cursor: Option<&str>,
+    ) -> Result<SourcePage<Change>, SourceError> {
+        Err(self.not_yet())
+    }
+
+    async fn sign_ins(
+        &self,
+        _checkpoint: Option<&str>,
+        _cursor: Option<&str>,
+    ) -> Result<SourcePage<SignIn>, SourceError> {
+        Err(self.not_yet())
+    }
+}
