@@ -18,6 +18,7 @@ use crate::store::Store;
 use crate::telemetry;
 
 mod sim;
+mod sources;
 mod targets;
 
 /// idbridge keeps Confluence in step with your identity providers.
@@ -61,6 +62,11 @@ pub enum Command {
     Targets {
         #[command(subcommand)]
         command: TargetsCommand,
+    },
+    /// Check and list configured identity sources.
+    Sources {
+        #[command(subcommand)]
+        command: SourcesCommand,
     },
     /// Read a source or target into the store now.
     Sync {
@@ -121,9 +127,41 @@ pub enum TargetsCommand {
     List,
 }
 
+/// What to do with identity sources.
+#[derive(Debug, Subcommand)]
+pub enum SourcesCommand {
+    /// Sign in to a polled source and print who idbridge is there, missing permissions,
+    /// how many people it holds and what login data is available.
+    Check {
+        /// The source's name in the configuration (`[sources.<name>]`).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Print one JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the configured sources.
+    List,
+}
+
 /// What to read.
 #[derive(Debug, Subcommand)]
 pub enum SyncCommand {
+    /// Read every person and group of a polled identity source into the store as a snapshot
+    /// (plus new sign-ins to Confluence), and say whether the snapshot is complete. Exits
+    /// non-zero when it is not.
+    Source {
+        /// The source's name in the configuration (`[sources.<name>]`).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Apply only the changes since the last complete sync, where the source can list
+        /// them (falls back to a full sync).
+        #[arg(long)]
+        incremental: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read every account and group of a target into the store as a snapshot, and say
     /// whether the snapshot is complete. Exits non-zero when it is not.
     Target {
@@ -239,9 +277,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Sources { ref command } => {
+            let config = load(&cli)?;
+            match command {
+                SourcesCommand::Check { name, json } => {
+                    let cfg = sources::source_config(&config, name)?;
+                    init_logs(&config)?;
+                    sources::check(name, cfg, *json).await
+                }
+                SourcesCommand::List => {
+                    for (name, s) in &config.sources {
+                        let at = s.base_url.as_deref().or(s.path.as_deref()).unwrap_or("-");
+                        println!("{name}\t{}\t{at}", s.kind);
+                    }
+                    Ok(())
+                }
+            }
+        }
         Command::Sync { ref command } => {
             let config = load(&cli)?;
             match command {
+                SyncCommand::Source {
+                    name,
+                    incremental,
+                    json,
+                } => {
+                    let cfg = sources::source_config(&config, name)?;
+                    init_logs(&config)?;
+                    let (store, _clock) = open_store(&config).await?;
+                    let result = sources::sync(&store, name, cfg, *incremental, *json).await;
+                    store.close().await;
+                    result
+                }
                 SyncCommand::Target { name, json } => {
                     let cfg = targets::target_config(&config, name)?;
                     init_logs(&config)?;

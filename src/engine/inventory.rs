@@ -77,15 +77,15 @@ pub enum InventoryError {
 }
 
 /// Page-by-page bookkeeping that detects loops and runaways.
-struct Pager {
+pub(crate) struct Pager {
     what: String,
     cursors: HashSet<String>,
-    pages: u64,
+    pub(crate) pages: u64,
     max_pages: u64,
 }
 
 impl Pager {
-    fn new(what: impl Into<String>, max_pages: u64) -> Self {
+    pub(crate) fn new(what: impl Into<String>, max_pages: u64) -> Self {
         Self {
             what: what.into(),
             cursors: HashSet::new(),
@@ -95,7 +95,7 @@ impl Pager {
     }
 
     /// Accepts the cursor for the next page, or says why the listing cannot go on.
-    fn next(&mut self, cursor: &Option<String>) -> Result<(), String> {
+    pub(crate) fn next(&mut self, cursor: &Option<String>) -> Result<(), String> {
         self.pages += 1;
         if self.pages > self.max_pages {
             return Err(format!(

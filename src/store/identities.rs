@@ -168,4 +168,20 @@ impl Store {
         })?;
         rows.into_iter().map(Identity::try_from).collect()
     }
+
+    /// Every identity of a source, by username.
+    pub async fn identities_of_source(
+        &self,
+        source: SourceId,
+    ) -> Result<Vec<Identity>, StoreError> {
+        const SQL: &str = concat!(
+            "select ",
+            identity_columns!(),
+            " from identities where source_id = $1 order by user_name_lower, id"
+        );
+        let rows: Vec<IdentityRow> = on_db!(&self.db, |pool| {
+            sqlx::query_as(SQL).bind(source.0).fetch_all(pool).await
+        })?;
+        rows.into_iter().map(Identity::try_from).collect()
+    }
 }

@@ -12,7 +12,7 @@ use crate::domain::{
 };
 
 #[derive(sqlx::FromRow)]
-struct SnapshotRow {
+pub(super) struct SnapshotRow {
     id: Uuid,
     source_id: Option<Uuid>,
     target_id: Option<Uuid>,
