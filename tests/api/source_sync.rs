@@ -227,6 +227,7 @@ on_both_backends!(
     incremental_changes_update_people_and_mark_removed_ones_deleted,
     an_expired_checkpoint_asks_for_a_full_sync_and_is_forgotten,
     overlapping_sign_in_polls_record_each_event_once,
+    upgrading_a_store_keeps_identities_and_links_and_admits_unknown_statuses,
 );
 
 async fn a_whole_listing_is_stored_as_a_complete_snapshot_with_statuses_groups_and_a_checkpoint(
@@ -552,4 +553,201 @@ async fn overlapping_sign_in_polls_record_each_event_once(backend: Backend) {
             ("user00003@example.com".to_owned(), at(10)),
         ]
     );
+}
+
+/// One source, identity, target, account and link, written the way 0001–0003 store them.
+macro_rules! seed_v3 {
+    ($pool:expr) => {{
+        let pool = $pool;
+        let now = start_time();
+        let id = uuid::Uuid::from_u128;
+        sqlx::query(
+            "insert into sources (id, name, kind, created_at, updated_at) \
+             values ($1, 'okta', 'okta', $2, $2)",
+        )
+        .bind(id(1))
+        .bind(now)
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "insert into identities (id, source_id, external_id, user_name, user_name_lower, \
+               status, status_changed_at, first_seen_at, last_seen_at, updated_at) \
+             values ($1, $2, '00u1', 'Ann', 'ann', 'deprovisioned', $3, $3, $3, $3)",
+        )
+        .bind(id(2))
+        .bind(id(1))
+        .bind(now)
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "insert into targets (id, name, kind, base_url, created_at, updated_at) \
+             values ($1, 'wiki', 'confluence_dc', 'http://wiki.test', $2, $2)",
+        )
+        .bind(id(3))
+        .bind(now)
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "insert into accounts (id, target_id, account_key, user_name, user_name_lower, \
+               active, first_seen_at, last_seen_at, updated_at) \
+             values ($1, $2, 'k1', 'ann', 'ann', true, $3, $3, $3)",
+        )
+        .bind(id(4))
+        .bind(id(3))
+        .bind(now)
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "insert into links (id, identity_id, account_id, method, created_at) \
+             values ($1, $2, $3, 'email', $4)",
+        )
+        .bind(id(5))
+        .bind(id(2))
+        .bind(id(4))
+        .bind(now)
+        .execute(pool)
+        .await
+        .unwrap();
+    }};
+}
+
+/// Runs the migrations before 0004 on a database, so an upgrade can be exercised.
+async fn migrate_to_v3(url: &str, backend: Backend) {
+    use sqlx::migrate::Migrator;
+    let dir = tempfile::tempdir().unwrap();
+    let from = match backend {
+        Backend::Sqlite => "migrations/sqlite",
+        Backend::Postgres => "migrations/postgres",
+    };
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.as_str() < "0004" {
+            std::fs::copy(&path, dir.path().join(&name)).unwrap();
+        }
+    }
+    let migrator = Migrator::new(dir.path()).await.unwrap();
+    match backend {
+        Backend::Sqlite => {
+            let opts: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+            let pool =
+                sqlx::SqlitePool::connect_with(opts.create_if_missing(true).foreign_keys(true))
+                    .await
+                    .unwrap();
+            migrator.run(&pool).await.unwrap();
+            seed_v3!(&pool);
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            migrator.run(&pool).await.unwrap();
+            seed_v3!(&pool);
+            pool.close().await;
+        }
+    }
+}
+
+/// Counts rows with `sql` on whichever backend `url` names.
+async fn count(url: &str, backend: Backend, sql: &str) -> i64 {
+    match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            n
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            n
+        }
+    }
+}
+
+async fn upgrading_a_store_keeps_identities_and_links_and_admits_unknown_statuses(
+    backend: Backend,
+) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    migrate_to_v3(&db.url, backend).await;
+    let clock = Arc::new(ManualClock::new(start_time()));
+    let store = Store::connect(&db.config(), clock.clone()).await.unwrap();
+    store.migrate().await.unwrap();
+    let source = store.source_by_name("okta").await.unwrap().unwrap();
+    let people = store.source_identities(source.id).await.unwrap();
+    assert_eq!(people.len(), 1);
+    assert_eq!(people[0].status, IdentityStatus::Deprovisioned);
+    // The rebuilt table still answers to links' foreign key, and the link survived.
+    assert_eq!(
+        count(&db.url, backend, "select count(*) from links").await,
+        1
+    );
+    // An unknown status is now storable.
+    let mut odd = person(5);
+    odd.external_id = "00u-odd".into();
+    let fake = FakeSource {
+        people: vec![odd],
+        ..FakeSource::new(0, Flaw::None)
+    };
+    let report = sync_source(
+        &store,
+        &source,
+        &fake,
+        &SourceSyncOptions {
+            groups: false,
+            ..SourceSyncOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.statuses.get("unknown"), Some(&1));
+    store.close().await;
+    // Deleting the identity still cascades to its link: the foreign key points at the new
+    // table.
+    assert_eq!(
+        count(
+            &db.url,
+            backend,
+            "select count(*) from identities where status = 'unknown'"
+        )
+        .await,
+        1
+    );
+    if backend == Backend::Sqlite {
+        let pool = sqlx::SqlitePool::connect_with(
+            db.url
+                .parse::<sqlx::sqlite::SqliteConnectOptions>()
+                .unwrap()
+                .foreign_keys(true),
+        )
+        .await
+        .unwrap();
+        let broken: Vec<(String,)> =
+            sqlx::query_as("select \"table\" from pragma_foreign_key_check")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert!(broken.is_empty(), "{broken:?}");
+        sqlx::query("delete from identities where external_id = '00u1'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        assert_eq!(
+            count(&db.url, backend, "select count(*) from links").await,
+            0
+        );
+    }
 }
