@@ -1,5 +1,7 @@
 //! Liveness and readiness. `/healthz` says the process answers; `/readyz` says the database
-//! answers and carries every migration this build knows, and gives the reason when not.
+//! answers and carries every migration this build knows, and gives the reason when not; when
+//! ready, it also lists each source's and target's latest snapshot and names the ones that are
+//! not complete.
 
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use crate::domain::SnapshotStatus;
 use crate::store::NotReady;
 
 /// How long the readiness check may wait on the database.
@@ -30,7 +33,44 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
         ))),
     };
     match verdict {
-        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Ok(()) => {
+            // Readiness is about serving; a source or target whose latest snapshot is not
+            // complete does not make idbridge unready, but the detail says so, because no
+            // removal is planned from it.
+            let snapshots =
+                match tokio::time::timeout(READINESS_TIMEOUT, state.store.latest_snapshots()).await
+                {
+                    Ok(Ok(list)) => list,
+                    _ => Vec::new(),
+                };
+            let mut sources = serde_json::Map::new();
+            let mut targets = serde_json::Map::new();
+            let mut degraded = Vec::new();
+            for s in snapshots {
+                if s.status != SnapshotStatus::Complete {
+                    degraded.push(format!("{} {}", s.kind, s.name));
+                }
+                let entry = json!({
+                    "snapshot": s.status,
+                    "items": s.items,
+                    "finished_at": s.finished_at,
+                    "reason": s.reason,
+                    "last_complete_at": s.last_complete_at,
+                });
+                if s.kind == "source" {
+                    sources.insert(s.name, entry);
+                } else {
+                    targets.insert(s.name, entry);
+                }
+            }
+            Json(json!({
+                "status": "ready",
+                "sources": sources,
+                "targets": targets,
+                "incomplete": degraded,
+            }))
+            .into_response()
+        }
         Err(reason) => {
             tracing::warn!(reason = %reason, "not ready");
             (

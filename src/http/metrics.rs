@@ -1,6 +1,7 @@
 //! Prometheus metrics: the registry, the middleware that counts and times every request by
-//! route and status, and the `/metrics` handler (OpenMetrics text, which Prometheus scrapes
-//! natively).
+//! route and status, the snapshot gauges (is each source's and target's latest snapshot
+//! complete, how many items, when the last complete one finished), and the `/metrics` handler
+//! (OpenMetrics text, which Prometheus scrapes natively).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,6 +36,12 @@ struct HttpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SnapshotLabels {
+    kind: String,
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -50,6 +57,9 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<HttpLabels, Counter>,
     latency: Family<HttpLabels, Histogram, fn() -> Histogram>,
+    snapshot_complete: Family<SnapshotLabels, Gauge>,
+    snapshot_items: Family<SnapshotLabels, Gauge>,
+    snapshot_last_complete: Family<SnapshotLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -80,10 +90,51 @@ impl Metrics {
             })
             .set(1);
         registry.register("idbridge_build_info", "Build of the running binary", build);
+        let snapshot_complete = Family::<SnapshotLabels, Gauge>::default();
+        registry.register(
+            "idbridge_snapshot_complete",
+            "1 when the latest snapshot of a source or target is complete, 0 when it is \
+             incomplete or failed (no removals are planned from it)",
+            snapshot_complete.clone(),
+        );
+        let snapshot_items = Family::<SnapshotLabels, Gauge>::default();
+        registry.register(
+            "idbridge_snapshot_items",
+            "People or accounts in the latest snapshot of a source or target",
+            snapshot_items.clone(),
+        );
+        let snapshot_last_complete = Family::<SnapshotLabels, Gauge>::default();
+        registry.register(
+            "idbridge_snapshot_last_complete_timestamp_seconds",
+            "When the last complete snapshot of a source or target finished (Unix time)",
+            snapshot_last_complete.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
+            snapshot_complete,
+            snapshot_items,
+            snapshot_last_complete,
+        }
+    }
+
+    /// Sets the snapshot gauges from the latest snapshot of each source and target.
+    pub fn observe_snapshots(&self, snapshots: &[crate::store::SnapshotSummary]) {
+        for s in snapshots {
+            let labels = SnapshotLabels {
+                kind: s.kind.clone(),
+                name: s.name.clone(),
+            };
+            self.snapshot_complete.get_or_create(&labels).set(i64::from(
+                s.status == crate::domain::SnapshotStatus::Complete,
+            ));
+            self.snapshot_items.get_or_create(&labels).set(s.items);
+            if let Some(at) = s.last_complete_at {
+                self.snapshot_last_complete
+                    .get_or_create(&labels)
+                    .set(at.timestamp());
+            }
         }
     }
 
@@ -172,6 +223,14 @@ pub(super) async fn render(State(state): State<AppState>, headers: HeaderMap) ->
             )
                 .into_response();
         }
+    }
+    if let Ok(Ok(snapshots)) = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.store.latest_snapshots(),
+    )
+    .await
+    {
+        state.metrics.observe_snapshots(&snapshots);
     }
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],

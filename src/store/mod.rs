@@ -39,6 +39,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use audit::{AuditEntry, GENESIS_HASH, NewAuditEntry, entry_hash};
 pub use confluence_db::confluence_last_logins;
 pub use scim::{GroupRef, Member, MemberKind, ScimKind, ScimQuery, ScimRecord};
+pub use snapshots::SnapshotSummary;
 pub use source_sync::{NewSignIn, NewSourceGroup, Stream};
 
 use crate::clock::SharedClock;

@@ -179,3 +179,70 @@ impl Store {
             .collect())
     }
 }
+
+/// The latest finished snapshot of one source or target, for readiness detail and metrics.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct SnapshotSummary {
+    /// `source` or `target`.
+    pub kind: String,
+    pub name: String,
+    pub status: SnapshotStatus,
+    pub items: i64,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Why it is not complete, when it is not.
+    pub reason: Option<String>,
+    /// When the last complete snapshot finished (the one removals are planned from).
+    pub last_complete_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    kind: String,
+    name: String,
+    status: String,
+    item_count: i64,
+    finished_at: Option<DateTime<Utc>>,
+    detail: Json<Value>,
+    last_complete_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// The latest finished snapshot of every source and target that has one, by kind and name.
+    pub async fn latest_snapshots(&self) -> Result<Vec<SnapshotSummary>, StoreError> {
+        const SQL: &str = "\
+            select cast('source' as text) as kind, o.name, s.status, s.item_count, s.finished_at, \
+              s.detail, (select max(c.finished_at) from snapshots c where c.source_id = o.id \
+                and c.status = 'complete') as last_complete_at \
+            from sources o join snapshots s on s.id = (select x.id from snapshots x \
+              where x.source_id = o.id and x.status <> 'running' \
+              order by x.started_at desc, x.id desc limit 1) \
+            union all \
+            select cast('target' as text) as kind, o.name, s.status, s.item_count, s.finished_at, \
+              s.detail, (select max(c.finished_at) from snapshots c where c.target_id = o.id \
+                and c.status = 'complete') as last_complete_at \
+            from targets o join snapshots s on s.id = (select x.id from snapshots x \
+              where x.target_id = o.id and x.status <> 'running' \
+              order by x.started_at desc, x.id desc limit 1) \
+            order by 1, 2";
+        let rows: Vec<SummaryRow> =
+            on_db!(&self.db, |pool| sqlx::query_as(SQL).fetch_all(pool).await)?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(SnapshotSummary {
+                    kind: r.kind,
+                    name: r.name,
+                    status: r.status.parse()?,
+                    items: r.item_count,
+                    finished_at: r.finished_at,
+                    reason: r
+                        .detail
+                        .0
+                        .get("reason")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                    last_complete_at: r.last_complete_at,
+                })
+            })
+            .collect()
+    }
+}

@@ -19,7 +19,7 @@ use idbridge::sources::{
 };
 use idbridge::store::{Store, Stream};
 
-use crate::helpers::{Backend, TestDb, on_both_backends, start_time};
+use crate::helpers::{Backend, TestApp, TestDb, on_both_backends, start_time};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Flaw {
@@ -228,6 +228,7 @@ on_both_backends!(
     an_expired_checkpoint_asks_for_a_full_sync_and_is_forgotten,
     overlapping_sign_in_polls_record_each_event_once,
     upgrading_a_store_keeps_identities_and_links_and_admits_unknown_statuses,
+    readiness_detail_and_metrics_name_a_source_whose_latest_snapshot_is_incomplete,
 );
 
 async fn a_whole_listing_is_stored_as_a_complete_snapshot_with_statuses_groups_and_a_checkpoint(
@@ -750,4 +751,68 @@ async fn upgrading_a_store_keeps_identities_and_links_and_admits_unknown_statuse
             0
         );
     }
+}
+
+async fn readiness_detail_and_metrics_name_a_source_whose_latest_snapshot_is_incomplete(
+    backend: Backend,
+) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let opts = SourceSyncOptions::default();
+    let good = app
+        .store
+        .ensure_source("google", SourceKind::Google)
+        .await
+        .unwrap();
+    assert!(
+        sync_source(&app.store, &good, &FakeSource::new(12, Flaw::None), &opts)
+            .await
+            .unwrap()
+            .is_complete()
+    );
+    let bad = app
+        .store
+        .ensure_source("okta", SourceKind::Okta)
+        .await
+        .unwrap();
+    sync_source(
+        &app.store,
+        &bad,
+        &FakeSource::new(40, Flaw::RepeatedCursor),
+        &opts,
+    )
+    .await
+    .unwrap();
+
+    let res = app.get("/readyz").await;
+    assert_eq!(
+        res.status(),
+        reqwest::StatusCode::OK,
+        "an incomplete snapshot is not unreadiness"
+    );
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["incomplete"], serde_json::json!(["source okta"]));
+    assert_eq!(body["sources"]["okta"]["snapshot"], "incomplete");
+    assert!(
+        body["sources"]["okta"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("returned before")
+    );
+    assert_eq!(
+        body["sources"]["okta"]["last_complete_at"],
+        serde_json::Value::Null
+    );
+    assert_eq!(body["sources"]["google"]["snapshot"], "complete");
+    assert_eq!(body["sources"]["google"]["items"], 12);
+
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("idbridge_snapshot_complete{kind=\"source\",name=\"okta\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("idbridge_snapshot_complete{kind=\"source\",name=\"google\"} 1"));
+    assert!(metrics.contains("idbridge_snapshot_items{kind=\"source\",name=\"google\"} 12"));
 }
