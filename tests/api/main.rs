@@ -21,6 +21,7 @@ mod shutdown;
 mod sim_atlassian_cloud;
 mod sim_confluence_dc;
 mod source_sync;
+mod sources_cli;
 mod store_contract;
 mod target_confluence_cloud;
 mod target_confluence_dc;
