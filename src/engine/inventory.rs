@@ -107,7 +107,7 @@ impl Pager {
             && !self.cursors.insert(c.clone())
         {
             return Err(format!(
-                "{}: the target returned a page cursor it had returned before (a pagination loop)",
+                "{}: the listing returned a page cursor it had returned before (a pagination loop)",
                 self.what
             ));
         }
