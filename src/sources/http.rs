@@ -410,11 +410,12 @@ impl IdpClient {
                 _ => None,
             },
             Vendor::Graph => match s {
-                429 | 503 | 504 => Some(Throttle::Wait(
-                    retry_after(&resp.headers).unwrap_or_else(|| self.backoff(attempt)),
-                ))
-                .filter(|_| attempt < self.settings.max_attempts * 4)
-                .or(Some(Throttle::Retry)),
+                // Retry-After when Graph sends one (it usually does); back-off otherwise. Both
+                // are bounded by `max_rate_limit_wait`.
+                429 | 503 | 504 => match retry_after(&resp.headers) {
+                    Some(wait) => Some(Throttle::Wait(wait)),
+                    None => Some(Throttle::Retry),
+                },
                 500 | 502 => Some(Throttle::Retry),
                 _ => None,
             },
