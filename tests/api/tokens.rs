@@ -446,6 +446,8 @@ fn idbridge(url: &str, args: &[&str]) -> Output {
         .env("IDBRIDGE_DATABASE__URL", url)
         .env("IDBRIDGE_SOURCES__ENTRA__KIND", "scim")
         .env("IDBRIDGE_SOURCES__OKTA__KIND", "okta")
+        .env("IDBRIDGE_SOURCES__OKTA__BASE_URL", "https://acme.okta.com")
+        .env("IDBRIDGE_SOURCES__OKTA__TOKEN", "polled-not-pushed")
         .args(args)
         .output()
         .expect("runs idbridge")
