@@ -179,6 +179,26 @@ async fn openldap_people_are_listed_in_pages_past_the_servers_size_limit_with_pp
     let Some(slapd) = Slapd::start(&directory()) else {
         return;
     };
+    // Without paging the reader sees only the server's size limit: paging is what reads all.
+    let (conn, mut ldap) = ldap3::LdapConnAsync::new(&slapd.ldap_url).await.unwrap();
+    ldap3::drive!(conn);
+    ldap.simple_bind(READER_DN, READER_PW).await.unwrap();
+    let plain = ldap
+        .search(
+            "dc=example,dc=org",
+            ldap3::Scope::Subtree,
+            "(objectClass=inetOrgPerson)",
+            vec!["1.1"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (plain.0.len(), plain.1.rc),
+        (500, 4),
+        "sizeLimitExceeded at 500"
+    );
+    let _ = ldap.unbind().await;
+
     let src = LdapSource::from_config("dir", &openldap_config(&slapd.ldap_url)).unwrap();
     let (people, pages, checkpoint) = all_people(&src).await;
 
@@ -558,4 +578,34 @@ fn bad_configuration_is_refused_before_any_connection() {
         LdapSource::from_config("dir", &cfg),
         Err(SourceError::Config(_))
     ));
+}
+
+#[tokio::test]
+async fn a_real_bind_moves_the_last_login_through_the_lastbind_overlay() {
+    let Some(slapd) = Slapd::start(&directory()) else {
+        return;
+    };
+    let before = Utc::now() - chrono::Duration::seconds(5);
+    let (conn, mut ldap) = ldap3::LdapConnAsync::new(&slapd.ldap_url).await.unwrap();
+    ldap3::drive!(conn);
+    let r = ldap
+        .simple_bind("uid=dave,ou=people,dc=example,dc=org", "wrong")
+        .await
+        .unwrap();
+    assert_eq!(r.rc, 49, "dave has no password: no bind, no login");
+    let r = ldap
+        .simple_bind("uid=carol,ou=people,dc=example,dc=org", "carol-secret")
+        .await
+        .unwrap();
+    assert_eq!(r.rc, 0);
+    let _ = ldap.unbind().await;
+
+    let src = LdapSource::from_config("dir", &openldap_config(&slapd.ldap_url)).unwrap();
+    let (people, _, _) = all_people(&src).await;
+    let p = by_login(&people);
+    let carol = p["carol"]
+        .last_login_at
+        .expect("carol's bind is her last login");
+    assert!(carol >= before, "{carol} is the bind just made");
+    assert_eq!(p["dave"].last_login_at, None);
 }

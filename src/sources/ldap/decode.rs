@@ -13,8 +13,9 @@ use ldap3::asn1::{PL, StructureTag};
 pub struct Entry {
     pub dn: String,
     pub attrs: HashMap<String, Vec<Vec<u8>>>,
-    /// Whether an attribute came back as an incomplete AD range (`member;range=0-1499`).
-    pub ranged: bool,
+    /// Attributes that came back as an incomplete AD range (`member;range=0-1499`), each with
+    /// the index the next range starts at.
+    pub ranges: Vec<(String, u64)>,
 }
 
 impl Entry {
@@ -71,17 +72,21 @@ pub fn entry_from_tag(tag: StructureTag) -> Option<Entry> {
     let mut parts = constructed(tag)?.into_iter();
     let dn = String::from_utf8(primitive(parts.next()?)?).ok()?;
     let mut attrs: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
-    let mut ranged = false;
+    let mut ranges = Vec::new();
     for attr in constructed(parts.next()?)? {
         let mut a = constructed(attr)?.into_iter();
         let name = String::from_utf8(primitive(a.next()?)?).ok()?;
         let mut options = name.split(';');
         let name = options.next().unwrap_or_default().to_ascii_lowercase();
         for o in options {
-            if let Some(r) = o.to_ascii_lowercase().strip_prefix("range=")
-                && !r.ends_with("-*")
+            if let Some((_, high)) = o
+                .to_ascii_lowercase()
+                .strip_prefix("range=")
+                .and_then(|r| r.split_once('-'))
+                && high != "*"
             {
-                ranged = true;
+                let next = high.parse::<u64>().ok()?.checked_add(1)?;
+                ranges.push((name.clone(), next));
             }
         }
         let mut values = Vec::new();
@@ -90,7 +95,7 @@ pub fn entry_from_tag(tag: StructureTag) -> Option<Entry> {
         }
         attrs.entry(name).or_default().extend(values);
     }
-    Some(Entry { dn, attrs, ranged })
+    Some(Entry { dn, attrs, ranges })
 }
 
 /// Reads one BER TLV from `buf`: (tag byte, content, rest). Definite lengths only, at most
@@ -415,6 +420,69 @@ mod tests {
         ] {
             assert_eq!(paged_results_value(bad), None, "{bad:?}");
         }
+    }
+
+    fn tag(id: u64, payload: PL) -> StructureTag {
+        StructureTag {
+            class: ldap3::asn1::TagClass::Universal,
+            id,
+            payload,
+        }
+    }
+
+    fn attr(name: &str, values: &[&[u8]]) -> StructureTag {
+        tag(
+            16,
+            PL::C(vec![
+                tag(4, PL::P(name.as_bytes().to_vec())),
+                tag(
+                    17,
+                    PL::C(values.iter().map(|v| tag(4, PL::P(v.to_vec()))).collect()),
+                ),
+            ]),
+        )
+    }
+
+    fn result_entry(dn: &[u8], attrs: Vec<StructureTag>) -> StructureTag {
+        StructureTag {
+            class: ldap3::asn1::TagClass::Application,
+            id: 4,
+            payload: PL::C(vec![tag(4, PL::P(dn.to_vec())), tag(16, PL::C(attrs))]),
+        }
+    }
+
+    #[test]
+    fn entries_decode_binary_values_and_ad_range_options_and_malformed_ones_are_none() {
+        let guid: &[u8] = &[0xff, 0xfe, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
+        let e = entry_from_tag(result_entry(
+            b"CN=G,DC=x",
+            vec![
+                attr("objectGUID", &[guid]),
+                attr("member;range=0-1499", &[b"cn=a", b"cn=b"]),
+                attr("mail;range=0-*", &[b"x@y"]),
+            ],
+        ))
+        .expect("entry");
+        assert_eq!(e.dn, "CN=G,DC=x");
+        assert_eq!(e.first_bytes("objectguid"), Some(guid));
+        assert_eq!(e.all("member").len(), 2);
+        assert_eq!(e.ranges, vec![("member".to_owned(), 1500)]);
+        assert_eq!(e.first("mail").as_deref(), Some("x@y"));
+
+        assert_eq!(entry_from_tag(result_entry(b"\xff\xfe", vec![])), None);
+        assert_eq!(
+            entry_from_tag(result_entry(b"cn=x", vec![attr("member;range=0-zz", &[])])),
+            None
+        );
+        assert_eq!(entry_from_tag(tag(4, PL::P(vec![1, 2, 3]))), None);
+        assert_eq!(
+            entry_from_tag(StructureTag {
+                class: ldap3::asn1::TagClass::Application,
+                id: 4,
+                payload: PL::C(vec![tag(4, PL::P(b"cn=x".to_vec()))]),
+            }),
+            None
+        );
     }
 
     #[test]

@@ -33,8 +33,8 @@
 //! at the start of a group listing the connector reads every person's DN, id and login
 //! (`1.1`-light paged search) and resolves `member`/`uniqueMember` DNs and `memberUid`s with
 //! it; members that are not people under `base_dn` (nested groups, computers) are left out.
-//! AD ranged retrieval of very large groups (`member;range=…`) is not followed: such a group
-//! fails the listing with a clear error rather than being silently truncated.
+//! AD returns the members of a large group in ranges (`member;range=0-1499`); the connector
+//! reads the remaining ranges of such a group with base searches before reporting it.
 //!
 //! # Incremental listing
 //! `list_changes` searches `(&<user_filter>(modifyTimestamp>=<checkpoint>))` (AD:
@@ -481,8 +481,14 @@ impl LdapSource {
             cookie,
         )
         .await?;
-        let mut items = Vec::with_capacity(page.entries.len());
-        for e in &page.entries {
+        let mut entries = page.entries;
+        if kind == Kind::Groups {
+            for e in entries.iter_mut().filter(|e| !e.ranges.is_empty()) {
+                self.complete_ranges(&mut listing.ldap, e).await?;
+            }
+        }
+        let mut items = Vec::with_capacity(entries.len());
+        for e in &entries {
             if let Some(item) = each(e, &listing)? {
                 items.push(item);
             }
@@ -510,6 +516,51 @@ impl LdapSource {
             total: page.estimate,
             checkpoint: None,
         })
+    }
+
+    /// Reads the rest of every ranged attribute of `e` (AD `member;range=1500-*`, …).
+    async fn complete_ranges(
+        &self,
+        ldap: &mut Ldap,
+        e: &mut decode::Entry,
+    ) -> Result<(), SourceError> {
+        let mut pending = std::mem::take(&mut e.ranges);
+        let mut values = 0usize;
+        while let Some((attr, next)) = pending.pop() {
+            let want = format!("{attr};range={next}-*");
+            let got = conn::search_small(
+                ldap,
+                self.timeout(),
+                &e.dn,
+                Scope::Base,
+                "(objectClass=*)",
+                &[want.as_str()],
+                1,
+            )
+            .await?;
+            let Some(more) = got.into_iter().next() else {
+                break;
+            };
+            let new = more.attrs.get(&attr).cloned().unwrap_or_default();
+            if new.is_empty() {
+                break;
+            }
+            values += new.len();
+            if values > MAX_LOOKUP_ENTRIES {
+                return Err(SourceError::UnexpectedBody {
+                    status: 0,
+                    detail: format!("{} has more than {MAX_LOOKUP_ENTRIES} {attr} values", e.dn),
+                });
+            }
+            e.attrs.entry(attr.clone()).or_default().extend(new);
+            if let Some(r) = more.ranges.into_iter().find(|(a, _)| *a == attr) {
+                if r.1 <= next {
+                    break; // a range that does not move on would never end
+                }
+                pending.push(r);
+            }
+        }
+        Ok(())
     }
 
     fn person(&self, e: &decode::Entry, l: &Listing) -> Result<SourceIdentity, SourceError> {
@@ -629,12 +680,6 @@ impl Source for LdapSource {
         cursor: Option<&str>,
     ) -> Result<SourcePage<SourceGroup>, SourceError> {
         self.page(Kind::Groups, None, cursor, |e, l| {
-            if e.ranged {
-                return Err(SourceError::Unsupported {
-                    what: format!("group {} (its member list is split into ranges)", e.dn),
-                    why: "AD ranged retrieval of large groups is not implemented; people's memberOf still carries the membership".into(),
-                });
-            }
             let (g, unresolved) = map::group(e, &l.ids);
             if unresolved > 0 {
                 tracing::debug!(group = %g.external_id, unresolved, "group members that are not people under base_dn were left out");
