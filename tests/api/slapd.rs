@@ -8,10 +8,17 @@
 //! Without slapd installed the tests are skipped with a message, except under `CI=true`,
 //! where that is a failure (`.ci/slapd` installs it).
 
+use std::fmt::Write as _;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use chrono::{TimeZone, Utc};
+use idbridge::config::{Secret, SourceConfig};
+use idbridge::domain::SourceKind;
+use idbridge::sources::ldap::decode::to_filetime;
 
 /// The bind DN tests read as: not the rootdn, so the server's size limit (500) applies and
 /// only paged searches can see everyone.
@@ -251,4 +258,125 @@ fn split_and_load(slapadd: &Path, d: &Path, ldif: &str) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+pub fn uuid(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012}")
+}
+
+/// Test data for both suffixes: under dc=example,dc=org the reader, `bulk` people
+/// `user0000…` (entryUUID [`uuid`]`(i)`) plus alice (admin-locked), bob (locked), carol
+/// (lastbind login, password `carol-secret`), dave and erin (memberOf), groups Staff
+/// (groupOfNames: alice, carol, user0000–0199 and a nested group), Eng (groupOfUniqueNames:
+/// carol) and devs (posixGroup: dave, carol); under dc=corp,dc=example five AD-like people
+/// (ann enabled, ben disabled, cat expired, dan locked, eve enabled) and group Finance.
+pub fn directory(bulk: usize) -> String {
+    let mut l = String::new();
+    l.push_str(
+        "dn: dc=example,dc=org\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
+         dn: cn=reader,dc=example,dc=org\nobjectClass: person\nobjectClass: simpleSecurityObject\ncn: reader\nsn: reader\nuserPassword: reader-secret\n\n\
+         dn: ou=people,dc=example,dc=org\nobjectClass: organizationalUnit\nou: people\n\n\
+         dn: ou=groups,dc=example,dc=org\nobjectClass: organizationalUnit\nou: groups\n\n",
+    );
+    let person = |l: &mut String, uid: &str, id: &str, extra: &str| {
+        let _ = write!(
+            l,
+            "dn: uid={uid},ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\nobjectClass: memberOfHolder\nuid: {uid}\ncn: {uid} Person\ngivenName: {uid}\nsn: Person\nmail: {uid}@example.org\nentryUUID: {id}\ncreateTimestamp: 20200102030405Z\nmodifyTimestamp: 20200102030405Z\n{extra}\n"
+        );
+    };
+    person(
+        &mut l,
+        "alice",
+        &uuid(900_001),
+        "pwdAccountLockedTime: 000001010000Z\n",
+    );
+    person(
+        &mut l,
+        "bob",
+        &uuid(900_002),
+        "pwdAccountLockedTime: 20250101000000Z\n",
+    );
+    person(
+        &mut l,
+        "carol",
+        &uuid(900_003),
+        "authTimestamp: 20251001120000Z\nuserPassword: carol-secret\ndisplayName: Carol C.\nemployeeNumber: E-42\n",
+    );
+    person(&mut l, "dave", &uuid(900_004), "");
+    person(
+        &mut l,
+        "erin",
+        &uuid(900_005),
+        "memberOf: cn=Overlay,ou=groups,dc=example,dc=org\n",
+    );
+    for i in 0..bulk {
+        person(&mut l, &format!("user{i:04}"), &uuid(i), "");
+    }
+    let mut staff = String::from(
+        "dn: cn=Staff,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: Staff\nmember: uid=alice,ou=people,dc=example,dc=org\nmember: UID=Carol, ou=People,dc=example,dc=org\nmember: cn=Eng,ou=groups,dc=example,dc=org\n",
+    );
+    for i in 0..bulk.min(200) {
+        let _ = writeln!(staff, "member: uid=user{i:04},ou=people,dc=example,dc=org");
+    }
+    l.push_str(&staff);
+    l.push('\n');
+    l.push_str(
+        "dn: cn=Eng,ou=groups,dc=example,dc=org\nobjectClass: groupOfUniqueNames\ncn: Eng\nuniqueMember: uid=carol,ou=people,dc=example,dc=org\n\n\
+         dn: cn=devs,ou=groups,dc=example,dc=org\nobjectClass: posixGroup\ncn: devs\ngidNumber: 5000\nmemberUid: dave\nmemberUid: carol\n\n",
+    );
+    // AD-like entries.
+    l.push_str(
+        "dn: dc=corp,dc=example\nobjectClass: dcObject\nobjectClass: organization\no: Corp\ndc: corp\n\n\
+         dn: ou=users,dc=corp,dc=example\nobjectClass: organizationalUnit\nou: users\n\n\
+         dn: ou=groups,dc=corp,dc=example\nobjectClass: organizationalUnit\nou: groups\n\n",
+    );
+    let never = "9223372036854775807";
+    let past = to_filetime(Utc.with_ymd_and_hms(2021, 3, 1, 0, 0, 0).unwrap());
+    let future = to_filetime(Utc.with_ymd_and_hms(2099, 1, 1, 0, 0, 0).unwrap());
+    let logon = to_filetime(Utc.with_ymd_and_hms(2025, 11, 2, 8, 30, 0).unwrap());
+    let ad = [
+        // (sam, guid byte, uac, accountExpires, lastLogonTimestamp, lockoutTime)
+        ("ann", 1u8, "512", never, logon.as_str(), "0"),
+        ("ben", 2, "514", "0", "0", "0"),
+        ("cat", 3, "512", past.as_str(), logon.as_str(), "0"),
+        ("dan", 4, "512", future.as_str(), "0", logon.as_str()),
+        ("eve", 5, "66048", never, "-5", "0"),
+    ];
+    for (sam, b, uac, expires, last, lockout) in ad {
+        let guid: Vec<u8> = (0..16u8)
+            .map(|i| i.wrapping_mul(b).wrapping_add(b))
+            .collect();
+        let _ = write!(
+            l,
+            "dn: cn={sam},ou=users,dc=corp,dc=example\nobjectClass: inetOrgPerson\nobjectClass: user\ncn: {sam}\nsn: {sam}\nsAMAccountName: {sam}\nuserPrincipalName: {sam}@corp.example\nmail: {sam}@corp.example\nobjectGUID:: {}\nuserAccountControl: {uac}\naccountExpires: {expires}\nlastLogonTimestamp: {last}\nlockoutTime: {lockout}\nwhenCreated: 20190704101112.0Z\nwhenChanged: 20200101000000.0Z\nobjectCategory: person\nmemberOf: CN=Finance,OU=Groups,DC=corp,DC=example\n\n",
+            base64::engine::general_purpose::STANDARD.encode(&guid)
+        );
+    }
+    l.push_str(
+        "dn: cn=Finance,ou=groups,dc=corp,dc=example\nobjectClass: groupOfNames\ncn: Finance\nmember: cn=ann,ou=users,dc=corp,dc=example\nmember: cn=ben,ou=users,dc=corp,dc=example\n\n",
+    );
+    l
+}
+
+/// A source reading dc=example,dc=org as the size-limited reader, 100 people a page.
+pub fn openldap_config(url: &str) -> SourceConfig {
+    let mut cfg = SourceConfig::new(SourceKind::Ldap);
+    cfg.base_url = Some(url.to_owned());
+    cfg.bind_dn = Some(READER_DN.into());
+    cfg.bind_password = Some(Secret::new(READER_PW));
+    cfg.base_dn = Some("dc=example,dc=org".into());
+    cfg.page_size = Some(100);
+    cfg.timeout_secs = 10;
+    cfg.custom_attributes = vec!["employeeNumber".into()];
+    cfg
+}
+
+/// A source reading the AD-like people under dc=corp,dc=example.
+pub fn ad_config(url: &str) -> SourceConfig {
+    let mut cfg = openldap_config(url);
+    cfg.base_dn = Some("dc=corp,dc=example".into());
+    cfg.flavour = Some("ad".into());
+    cfg.group_filter = Some("(objectClass=groupOfNames)".into());
+    cfg.custom_attributes = Vec::new();
+    cfg
 }

@@ -4,133 +4,27 @@
 //! stale cursors, bad credentials and `check()`.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt::Write as _;
 
-use base64::Engine as _;
 use chrono::{TimeZone, Utc};
 use idbridge::config::{Secret, SourceConfig};
 use idbridge::domain::{IdentityStatus, SourceKind};
 use idbridge::sources::ldap::LdapSource;
-use idbridge::sources::ldap::decode::to_filetime;
 use idbridge::sources::{Change, Source, SourceError, SourceGroup, SourceIdentity};
 
-use crate::slapd::{READER_DN, READER_PW, Slapd, fixtures};
+use crate::slapd::{self, READER_DN, READER_PW, Slapd, fixtures, uuid};
 
 const BULK: usize = 1500;
 
-fn uuid(i: usize) -> String {
-    format!("00000000-0000-4000-8000-{i:012}")
-}
-
-/// Both suffixes: OpenLDAP people and groups under dc=example,dc=org, AD-like people under
-/// dc=corp,dc=example.
 fn directory() -> String {
-    let mut l = String::new();
-    l.push_str(
-        "dn: dc=example,dc=org\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n\n\
-         dn: cn=reader,dc=example,dc=org\nobjectClass: person\nobjectClass: simpleSecurityObject\ncn: reader\nsn: reader\nuserPassword: reader-secret\n\n\
-         dn: ou=people,dc=example,dc=org\nobjectClass: organizationalUnit\nou: people\n\n\
-         dn: ou=groups,dc=example,dc=org\nobjectClass: organizationalUnit\nou: groups\n\n",
-    );
-    let person = |l: &mut String, uid: &str, id: &str, extra: &str| {
-        let _ = write!(
-            l,
-            "dn: uid={uid},ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\nobjectClass: memberOfHolder\nuid: {uid}\ncn: {uid} Person\ngivenName: {uid}\nsn: Person\nmail: {uid}@example.org\nentryUUID: {id}\ncreateTimestamp: 20200102030405Z\nmodifyTimestamp: 20200102030405Z\n{extra}\n"
-        );
-    };
-    person(
-        &mut l,
-        "alice",
-        &uuid(900_001),
-        "pwdAccountLockedTime: 000001010000Z\n",
-    );
-    person(
-        &mut l,
-        "bob",
-        &uuid(900_002),
-        "pwdAccountLockedTime: 20250101000000Z\n",
-    );
-    person(
-        &mut l,
-        "carol",
-        &uuid(900_003),
-        "authTimestamp: 20251001120000Z\nuserPassword: carol-secret\ndisplayName: Carol C.\nemployeeNumber: E-42\n",
-    );
-    person(&mut l, "dave", &uuid(900_004), "");
-    person(
-        &mut l,
-        "erin",
-        &uuid(900_005),
-        "memberOf: cn=Overlay,ou=groups,dc=example,dc=org\n",
-    );
-    for i in 0..BULK {
-        person(&mut l, &format!("user{i:04}"), &uuid(i), "");
-    }
-    let mut staff = String::from(
-        "dn: cn=Staff,ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\ncn: Staff\nmember: uid=alice,ou=people,dc=example,dc=org\nmember: UID=Carol, ou=People,dc=example,dc=org\nmember: cn=Eng,ou=groups,dc=example,dc=org\n",
-    );
-    for i in 0..200 {
-        let _ = writeln!(staff, "member: uid=user{i:04},ou=people,dc=example,dc=org");
-    }
-    l.push_str(&staff);
-    l.push('\n');
-    l.push_str(
-        "dn: cn=Eng,ou=groups,dc=example,dc=org\nobjectClass: groupOfUniqueNames\ncn: Eng\nuniqueMember: uid=carol,ou=people,dc=example,dc=org\n\n\
-         dn: cn=devs,ou=groups,dc=example,dc=org\nobjectClass: posixGroup\ncn: devs\ngidNumber: 5000\nmemberUid: dave\nmemberUid: carol\n\n",
-    );
-    // AD-like entries.
-    l.push_str(
-        "dn: dc=corp,dc=example\nobjectClass: dcObject\nobjectClass: organization\no: Corp\ndc: corp\n\n\
-         dn: ou=users,dc=corp,dc=example\nobjectClass: organizationalUnit\nou: users\n\n\
-         dn: ou=groups,dc=corp,dc=example\nobjectClass: organizationalUnit\nou: groups\n\n",
-    );
-    let never = "9223372036854775807";
-    let past = to_filetime(Utc.with_ymd_and_hms(2021, 3, 1, 0, 0, 0).unwrap());
-    let future = to_filetime(Utc.with_ymd_and_hms(2099, 1, 1, 0, 0, 0).unwrap());
-    let logon = to_filetime(Utc.with_ymd_and_hms(2025, 11, 2, 8, 30, 0).unwrap());
-    let ad = [
-        // (sam, guid byte, uac, accountExpires, lastLogonTimestamp, lockoutTime)
-        ("ann", 1u8, "512", never, logon.as_str(), "0"),
-        ("ben", 2, "514", "0", "0", "0"),
-        ("cat", 3, "512", past.as_str(), logon.as_str(), "0"),
-        ("dan", 4, "512", future.as_str(), "0", logon.as_str()),
-        ("eve", 5, "66048", never, "-5", "0"),
-    ];
-    for (sam, b, uac, expires, last, lockout) in ad {
-        let guid: Vec<u8> = (0..16u8)
-            .map(|i| i.wrapping_mul(b).wrapping_add(b))
-            .collect();
-        let _ = write!(
-            l,
-            "dn: cn={sam},ou=users,dc=corp,dc=example\nobjectClass: inetOrgPerson\nobjectClass: user\ncn: {sam}\nsn: {sam}\nsAMAccountName: {sam}\nuserPrincipalName: {sam}@corp.example\nmail: {sam}@corp.example\nobjectGUID:: {}\nuserAccountControl: {uac}\naccountExpires: {expires}\nlastLogonTimestamp: {last}\nlockoutTime: {lockout}\nwhenCreated: 20190704101112.0Z\nwhenChanged: 20200101000000.0Z\nobjectCategory: person\nmemberOf: CN=Finance,OU=Groups,DC=corp,DC=example\n\n",
-            base64::engine::general_purpose::STANDARD.encode(&guid)
-        );
-    }
-    l.push_str(
-        "dn: cn=Finance,ou=groups,dc=corp,dc=example\nobjectClass: groupOfNames\ncn: Finance\nmember: cn=ann,ou=users,dc=corp,dc=example\nmember: cn=ben,ou=users,dc=corp,dc=example\n\n",
-    );
-    l
+    slapd::directory(BULK)
 }
 
 fn openldap_config(url: &str) -> SourceConfig {
-    let mut cfg = SourceConfig::new(SourceKind::Ldap);
-    cfg.base_url = Some(url.to_owned());
-    cfg.bind_dn = Some(READER_DN.into());
-    cfg.bind_password = Some(Secret::new(READER_PW));
-    cfg.base_dn = Some("dc=example,dc=org".into());
-    cfg.page_size = Some(100);
-    cfg.timeout_secs = 10;
-    cfg.custom_attributes = vec!["employeeNumber".into()];
-    cfg
+    slapd::openldap_config(url)
 }
 
 fn ad_config(url: &str) -> SourceConfig {
-    let mut cfg = openldap_config(url);
-    cfg.base_dn = Some("dc=corp,dc=example".into());
-    cfg.flavour = Some("ad".into());
-    cfg.group_filter = Some("(objectClass=groupOfNames)".into());
-    cfg.custom_attributes = Vec::new();
-    cfg
+    slapd::ad_config(url)
 }
 
 async fn all_people(src: &LdapSource) -> (Vec<SourceIdentity>, usize, Option<String>) {
@@ -608,4 +502,35 @@ async fn a_real_bind_moves_the_last_login_through_the_lastbind_overlay() {
         .expect("carol's bind is her last login");
     assert!(carol >= before, "{carol} is the bind just made");
     assert_eq!(p["dave"].last_login_at, None);
+}
+
+/// Scale check, run by hand: `cargo nextest run --test api --run-ignored only
+/// source_ldap::a_hundred_thousand` (prints how long the load and the listing took).
+#[tokio::test]
+#[ignore = "slow: loads 100,000 people into slapd"]
+async fn a_hundred_thousand_people_are_listed_in_pages_of_five_hundred() {
+    let started = std::time::Instant::now();
+    let Some(slapd) = Slapd::start(&slapd::directory(100_000)) else {
+        return;
+    };
+    let loaded = started.elapsed();
+    let mut cfg = openldap_config(&slapd.ldap_url);
+    cfg.page_size = Some(500);
+    let src = LdapSource::from_config("dir", &cfg).unwrap();
+    let started = std::time::Instant::now();
+    let mut cursor: Option<String> = None;
+    let mut count = 0;
+    loop {
+        let page = src.list_identities(cursor.as_deref()).await.unwrap();
+        count += page.items.len();
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    eprintln!(
+        "slapd load: {loaded:?}; listing {count} people: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(count, 100_005);
 }
