@@ -146,44 +146,55 @@ access to * by users read by * none
         std::fs::write(d.join("slapd.conf"), conf).expect("slapd.conf");
         std::fs::write(d.join("data.ldif"), ldif).expect("ldif");
         split_and_load(&slapadd, d, ldif);
-        let port = free_port();
-        let tls_port = free_port();
-        let ldap_url = format!("ldap://127.0.0.1:{port}");
-        let ldaps_url = format!("ldaps://127.0.0.1:{tls_port}");
-        let child = Command::new(&slapd)
-            .arg("-d")
-            .arg("0")
-            .arg("-f")
-            .arg(d.join("slapd.conf"))
-            .arg("-h")
-            .arg(format!("{ldap_url}/ ldaps://127.0.0.1:{tls_port}/"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("slapd starts");
-        let mut s = Slapd {
-            ldap_url,
-            ldaps_url,
-            child,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = s.child.try_wait() {
-                panic!("slapd exited at start-up: {status}");
+        // Ports are picked free and handed to slapd, which may lose a race for them to
+        // another test; slapd then exits and is started again on other ports. The pid file
+        // (written only once slapd holds its listeners) says the ports answering are ours.
+        for _attempt in 0..5 {
+            let port = free_port();
+            let tls_port = free_port();
+            let ldap_url = format!("ldap://127.0.0.1:{port}");
+            let ldaps_url = format!("ldaps://127.0.0.1:{tls_port}");
+            let _ = std::fs::remove_file(d.join("slapd.pid"));
+            let child = Command::new(&slapd)
+                .arg("-d")
+                .arg("0")
+                .arg("-f")
+                .arg(d.join("slapd.conf"))
+                .arg("-h")
+                .arg(format!("{ldap_url}/ {ldaps_url}/"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("slapd starts");
+            let mut child = Some(child);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let c = child.as_mut().expect("child");
+                if let Ok(Some(_)) = c.try_wait() {
+                    break; // lost the ports: try again
+                }
+                let ours = std::fs::read_to_string(d.join("slapd.pid"))
+                    .is_ok_and(|pid| pid.trim() == c.id().to_string());
+                if ours
+                    && TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    && TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
+                {
+                    return Some(Slapd {
+                        ldap_url,
+                        ldaps_url,
+                        child: child.take().expect("child"),
+                        _dir: dir,
+                    });
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    panic!("slapd did not listen within 30 s");
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "slapd did not listen within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        Some(s)
+        panic!("slapd exited at start-up five times (see `slapd -d 1 -f <conf>`)");
     }
 
     /// Applies an LDIF change record as the rootdn with `ldapmodify`.
