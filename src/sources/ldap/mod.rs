@@ -31,7 +31,7 @@
 //! A group's external id is its DN, normalised (lower case, no spaces around separators), the
 //! same string people carry in `groups`. Group members are reported as people's external ids:
 //! at the start of a group listing the connector reads every person's DN, id and login
-//! (`1.1`-light paged search) and resolves `member`/`uniqueMember` DNs and `memberUid`s with
+//! (one paged search asking for those attributes only) and resolves `member`/`uniqueMember` DNs and `memberUid`s with
 //! it; members that are not people under `base_dn` (nested groups, computers) are left out.
 //! AD returns the members of a large group in ranges (`member;range=0-1499`); the connector
 //! reads the remaining ranges of such a group with base searches before reporting it.
