@@ -165,6 +165,10 @@ pub fn token_error(status: u16, body: &[u8]) -> SourceError {
     };
     match code {
         "invalid_scope" | "unauthorized_client" => SourceError::Forbidden { detail },
+        _ if status == 429 => SourceError::RateLimited {
+            waited: Duration::ZERO,
+            retry_after: Duration::from_secs(60),
+        },
         _ if status >= 500 => SourceError::Unavailable {
             status,
             attempts: 1,

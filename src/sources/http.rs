@@ -18,6 +18,9 @@ use super::SourceError;
 use super::auth::{Auth, one_line};
 use crate::clock::{Clock, SystemClock};
 
+/// Most throttling waits within one call, however short each is.
+const MAX_WAITS: u32 = 100;
+
 /// Whose throttling and error conventions a client follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Vendor {
@@ -223,6 +226,7 @@ impl IdpClient {
         headers: &[(HeaderName, &str)],
     ) -> Result<Response, SourceError> {
         let mut waited = Duration::ZERO;
+        let mut waits: u32 = 0;
         let mut attempt: u32 = 0;
         let mut refreshed = false;
         loop {
@@ -250,7 +254,11 @@ impl IdpClient {
             }
             match self.throttled(&resp, attempt) {
                 Some(Throttle::Wait(wait)) => {
-                    if waited + wait > self.settings.max_rate_limit_wait {
+                    // `Retry-After: 0` is a request to retry now, not a licence to loop: a
+                    // wait is at least a tenth of a second, and there are at most 100.
+                    let wait = wait.max(Duration::from_millis(100));
+                    waits += 1;
+                    if waited + wait > self.settings.max_rate_limit_wait || waits > MAX_WAITS {
                         return Err(SourceError::RateLimited {
                             waited,
                             retry_after: wait,
@@ -446,10 +454,23 @@ impl IdpClient {
         base + Duration::from_millis(jitter_ms)
     }
 
+    /// The rate-limit bucket a URL counts against: its path with every id-like segment
+    /// (anything but a plain lower-case word) replaced by `*`, so `/api/v1/groups/{id}/users`
+    /// is one bucket for every group, as Okta counts it.
     fn bucket_key(url: &Url) -> String {
-        let mut segs = url.path_segments().into_iter().flatten();
-        let parts: Vec<&str> = segs.by_ref().take(4).collect();
-        parts.join("/")
+        url.path_segments()
+            .into_iter()
+            .flatten()
+            .map(|seg| {
+                if !seg.is_empty() && seg.len() <= 24 && seg.bytes().all(|b| b.is_ascii_lowercase())
+                {
+                    seg
+                } else {
+                    "*"
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/")
     }
 
     fn note_bucket(&self, url: &Url, headers: &HeaderMap) {
@@ -660,6 +681,23 @@ mod tests {
         );
         assert_eq!(describe_error(b"  "), "an empty body");
         assert!(describe_error(b"<html>").contains("HTML"));
+    }
+
+    #[test]
+    fn rate_limit_buckets_ignore_ids_in_the_path() {
+        let key = |u: &str| IdpClient::bucket_key(&Url::parse(u).unwrap());
+        assert_eq!(
+            key("https://acme.okta.com/api/v1/groups/00g1abc/users?limit=200"),
+            key("https://acme.okta.com/api/v1/groups/00g2xyz/users")
+        );
+        assert_eq!(
+            key("https://acme.okta.com/api/v1/users/00u1"),
+            "api/*/users/*"
+        );
+        assert_ne!(
+            key("https://acme.okta.com/api/v1/users"),
+            key("https://acme.okta.com/api/v1/logs")
+        );
     }
 
     #[test]

@@ -70,7 +70,8 @@ macro_rules! changed {
 
 /// Take the source's values; move `status_changed_at` only when the status changed, and
 /// `version`/`updated_at` only when anything did. A page read by an incremental listing has
-/// no snapshot and leaves the identity's last snapshot alone.
+/// no snapshot and leaves the identity's last snapshot alone; it also keeps a known last
+/// login when the change does not report one (Graph delta carries no `signInActivity`).
 macro_rules! conflict {
     () => {
         concat!(
@@ -84,7 +85,9 @@ macro_rules! conflict {
                status_changed_at = case when identities.status = excluded.status \
                  then identities.status_changed_at else excluded.status_changed_at end, \
                idp_created_at = excluded.idp_created_at, \
-               last_login_at = excluded.last_login_at, \
+               last_login_at = case when excluded.last_snapshot_id is null \
+                 then coalesce(excluded.last_login_at, identities.last_login_at) \
+                 else excluded.last_login_at end, \
                attributes = excluded.attributes, \
                last_seen_at = excluded.last_seen_at, \
                last_snapshot_id = coalesce(excluded.last_snapshot_id, identities.last_snapshot_id), \

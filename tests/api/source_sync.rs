@@ -432,8 +432,13 @@ async fn incremental_changes_update_people_and_mark_removed_ones_deleted(backend
     changed.status = IdentityStatus::Deprovisioned;
     changed.raw_status = "DEPROVISIONED".into();
     let newcomer = person(99);
+    // A change that does not report a last login (Graph delta) keeps the known one.
+    let mut renamed = person(1);
+    renamed.login = "renamed@example.com".into();
+    renamed.last_login_at = None;
     fake.changes = vec![
         Change::Upsert(Box::new(changed)),
+        Change::Upsert(Box::new(renamed)),
         Change::Upsert(Box::new(newcomer)),
         Change::Removed {
             external_id: "00u00004".into(),
@@ -449,12 +454,16 @@ async fn incremental_changes_update_people_and_mark_removed_ones_deleted(backend
         .unwrap()
         .expect("a checkpoint exists");
     assert!(r.finished);
-    assert_eq!((r.upserted, r.removed, r.pages), (2, 1, 2));
+    assert_eq!((r.upserted, r.removed, r.pages), (3, 1, 2));
     let people = store.source_identities(record.id).await.unwrap();
     assert_eq!(people.len(), 21);
     let p0 = people.iter().find(|p| p.external_id == "00u00000").unwrap();
     assert_eq!(p0.status, IdentityStatus::Deprovisioned);
     assert_eq!(p0.status_changed_at, start_time() + Duration::hours(1));
+    let p1 = people.iter().find(|p| p.external_id == "00u00001").unwrap();
+    assert_eq!(p1.user_name, "renamed@example.com");
+    assert_eq!(p1.last_login_at, person(1).last_login_at);
+    assert!(p1.last_login_at.is_some());
     let p4 = people.iter().find(|p| p.external_id == "00u00004").unwrap();
     assert_eq!(p4.status, IdentityStatus::Deleted);
     assert_eq!(p4.attributes["raw_status"], "removed: deleted");
