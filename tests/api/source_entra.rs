@@ -172,6 +172,17 @@ async fn last_login_is_the_last_successful_sign_in_not_the_last_attempt() {
     let src = source(&config(&sim));
     let (people, _, _) = list_all(&src).await;
     let got = by_id(&people);
+    let first = sim
+        .core()
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1.0/users")
+        .and_then(|r| r.query)
+        .unwrap();
+    assert!(
+        first.contains("%24top=500"),
+        "capped with signInActivity: {first}"
+    );
     let users = sim.users();
     let failed = users
         .iter()
@@ -936,6 +947,15 @@ async fn simulator_answers_match_the_graph_openapi_subset() {
             .unwrap();
         r["@removed"]["reason"] = json!("vanished");
     });
+    let stale = latest["@odata.deltaLink"].as_str().unwrap().to_owned();
+    sim.expire_delta_tokens(DeltaExpiry::Gone);
+    c.get("expired delta link (410)", &stale, &[]).await;
+    c.negative("410 without an error object", |v| {
+        *v = json!({"message": "gone"})
+    });
+    sim.expire_delta_tokens(DeltaExpiry::SyncStateNotFound);
+    c.get("expired delta link (syncStateNotFound)", &stale, &[])
+        .await;
     let groups = c.get("groups", &format!("{b}/groups?$top=3"), &[]).await;
     c.negative("securityEnabled as a string", |v| {
         v["value"][0]["securityEnabled"] = json!("true")
@@ -1000,4 +1020,105 @@ async fn simulator_answers_match_the_graph_openapi_subset() {
         text.contains(&format!("{} passed, 0 failed", c.exchanges.len())),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn the_token_endpoint_checks_tenant_scope_basic_auth_and_single_use_assertions() {
+    use idbridge::sources::auth::SigningKey;
+    let sim = start(users(5)).await;
+    sim.register_certificate(
+        &fixture("test-only-client-cert.pem"),
+        &fixture("test-only-client-pubkey.pem"),
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let post = |url: String, form: Vec<(&'static str, String)>, basic: Option<(String, String)>| {
+        let http = http.clone();
+        async move {
+            let mut req = http.post(url).form(&form);
+            if let Some((u, p)) = basic {
+                req = req.basic_auth(u, Some(p));
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+    let scope = "https://graph.microsoft.com/.default".to_owned();
+    let grant = ("grant_type", "client_credentials".to_owned());
+    // Basic client authentication works.
+    let (status, body) = post(
+        sim.token_url(),
+        vec![grant.clone(), ("scope", scope.clone())],
+        Some((sim.client_id().to_owned(), sim.client_secret())),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["expires_in"], 3599);
+    assert_eq!(body["token_type"], "Bearer");
+    // A scope other than /.default.
+    let (status, body) = post(
+        sim.token_url(),
+        vec![
+            grant.clone(),
+            ("client_id", sim.client_id().to_owned()),
+            ("client_secret", sim.client_secret()),
+            ("scope", "User.Read.All".into()),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "invalid_scope");
+    assert_eq!(body["error_codes"][0], 1002012);
+    // An unknown tenant.
+    let (status, body) = post(
+        format!("{}/not-a-tenant/oauth2/v2.0/token", sim.base_url()),
+        vec![grant.clone(), ("scope", scope.clone())],
+        Some((sim.client_id().to_owned(), sim.client_secret())),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error_codes"][0], 90002);
+    // A certificate assertion works once; its jti cannot be replayed; a wrong audience fails.
+    let key = SigningKey::from_pem(
+        &Secret::new(fixture("test-only-client-key.pem")),
+        jsonwebtoken::Algorithm::PS256,
+    )
+    .unwrap();
+    let now = Utc::now().timestamp();
+    let assertion = |aud: String, jti: &str| {
+        key.sign(
+            &json!({"aud": aud, "iss": sim.client_id(), "sub": sim.client_id(), "jti": jti,
+                "nbf": now, "iat": now, "exp": now + 600}),
+            None,
+            Some("im8td2YI_WpyThfFFSwt1H46Wpq7zk8DYRYsY2V3Zug"),
+        )
+        .unwrap()
+    };
+    let form = |a: String| {
+        vec![
+            grant.clone(),
+            ("client_id", sim.client_id().to_owned()),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+            ),
+            ("client_assertion", a),
+            ("scope", scope.clone()),
+        ]
+    };
+    let good = assertion(sim.token_url(), "jti-1");
+    let (status, body) = post(sim.token_url(), form(good.clone()), None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(sim.token_url(), form(good), None).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = post(
+        sim.token_url(),
+        form(assertion("https://elsewhere.example/token".into(), "jti-2")),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error_codes"][0], 700023, "{body}");
 }
