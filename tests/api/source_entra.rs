@@ -456,6 +456,17 @@ async fn an_expired_delta_token_asks_for_a_full_sync_whether_gone_or_sync_state_
             "{how:?}: {err}"
         );
     }
+    // Delta tokens last seven days (of the simulator's clock).
+    let (_, checkpoint, _) = list_all(&src).await;
+    sim.core().clock.advance(Duration::days(8));
+    let err = src
+        .list_changes(&checkpoint.unwrap(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SourceError::CheckpointExpired { .. }),
+        "{err}"
+    );
     // A 403 on the delta link is a permission problem, not a resync.
     let (_, checkpoint, _) = list_all(&src).await;
     sim.set_roles(&["GroupMember.Read.All"]);
@@ -1121,4 +1132,150 @@ async fn the_token_endpoint_checks_tenant_scope_basic_auth_and_single_use_assert
     .await;
     assert_eq!(status, 401);
     assert_eq!(body["error_codes"][0], 700023, "{body}");
+}
+
+#[tokio::test]
+async fn soft_deleted_users_are_purged_after_thirty_days_and_delta_says_deleted() {
+    let sim = start(users(100)).await;
+    let src = source(&config(&sim));
+    let victim = sim
+        .users()
+        .into_iter()
+        .find(|u| u.deleted.is_none())
+        .unwrap();
+    sim.delete_user(&victim.id);
+    sim.core().clock.advance(Duration::days(25));
+    let (people, checkpoint, _) = list_all(&src).await;
+    let listed = people.iter().find(|p| p.external_id == victim.id).unwrap();
+    assert_eq!(listed.status, IdentityStatus::Deleted);
+    // Thirty-one days after the deletion (six after the delta link was taken).
+    sim.core().clock.advance(Duration::days(6));
+    let (changes, _) = changes_since(&src, &checkpoint.unwrap()).await;
+    assert!(
+        changes
+            .iter()
+            .any(|c| matches!(c, Change::Removed { external_id, reason }
+            if *external_id == victim.id && reason == "deleted")),
+        "{changes:?}"
+    );
+    let (after, _, _) = list_all(&src).await;
+    assert!(after.iter().all(|p| p.external_id != victim.id));
+}
+
+async fn graph_get(sim: &EntraSim, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let http = reqwest::Client::new();
+    let tok: Value = http
+        .post(sim.token_url())
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", sim.client_id()),
+            ("client_secret", &sim.client_secret()),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut req = http
+        .get(format!("{}/v1.0{path}", sim.base_url()))
+        .bearer_auth(tok["access_token"].as_str().unwrap());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn the_simulated_users_endpoint_filters_selects_and_caps_pages_like_graph() {
+    let sim = start(users(1200)).await;
+    let (status, page) = graph_get(
+        &sim,
+        "/users?$filter=accountEnabled%20eq%20false&$select=id,accountEnabled&$top=999",
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let disabled = sim
+        .users()
+        .iter()
+        .filter(|u| u.deleted.is_none() && !u.account_enabled)
+        .count();
+    assert_eq!(page["value"].as_array().unwrap().len(), disabled);
+    assert!(
+        page["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["accountEnabled"] == false)
+    );
+    let (_, page) = graph_get(&sim, "/users?$top=5000", &[]).await;
+    assert_eq!(page["value"].as_array().unwrap().len(), 999);
+    assert!(
+        page["value"][0].get("accountEnabled").is_none(),
+        "not in the default set"
+    );
+    assert!(page["value"][0].get("businessPhones").is_some());
+    let (_, page) = graph_get(&sim, "/users?$select=id,signInActivity&$top=5000", &[]).await;
+    assert_eq!(page["value"].as_array().unwrap().len(), 500);
+    let (status, err) = graph_get(&sim, "/users?$filter=accountEnabled%20ne%20false", &[]).await;
+    assert_eq!(status, 400);
+    assert_eq!(err["error"]["code"], "Request_UnsupportedQuery");
+    let (status, page) = graph_get(
+        &sim,
+        "/users?$filter=accountEnabled%20ne%20false&$count=true&$top=1",
+        &[("ConsistencyLevel", "eventual")],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        page["@odata.count"].as_u64().unwrap() as usize,
+        sim.users()
+            .iter()
+            .filter(|u| u.deleted.is_none() && u.account_enabled)
+            .count()
+    );
+    let (status, _) = graph_get(
+        &sim,
+        "/users?$filter=signInActivity/lastSignInDateTime%20le%202025-01-01T00:00:00Z%20and%20accountEnabled%20eq%20true",
+        &[],
+    )
+    .await;
+    assert_eq!(status, 400);
+    let someone = sim
+        .users()
+        .into_iter()
+        .find(|u| u.deleted.is_none())
+        .unwrap();
+    let (status, user) = graph_get(
+        &sim,
+        &format!("/users/{}", someone.user_principal_name),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(user["id"], json!(someone.id));
+    let gone = sim
+        .users()
+        .into_iter()
+        .find(|u| u.deleted.is_some())
+        .unwrap();
+    let (status, err) = graph_get(&sim, &format!("/users/{}", gone.id), &[]).await;
+    assert_eq!(status, 404);
+    assert_eq!(err["error"]["code"], "Request_ResourceNotFound");
+    assert!(err["error"]["innerError"]["request-id"].is_string());
+    let (status, count) =
+        graph_get(&sim, "/users/$count", &[("ConsistencyLevel", "eventual")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        count,
+        json!(sim.users().iter().filter(|u| u.deleted.is_none()).count())
+    );
 }

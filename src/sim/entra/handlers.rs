@@ -1434,6 +1434,7 @@ async fn users_delta(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
+    s.write().sweep(s.core.clock.now());
     let claims = match authorize(&s, &headers) {
         Ok(c) => c,
         Err(r) => return r,
@@ -1840,6 +1841,7 @@ async fn list_deleted(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
+    s.write().sweep(s.core.clock.now());
     let claims = match authorize(&s, &headers) {
         Ok(c) => c,
         Err(r) => return r,
@@ -1897,6 +1899,7 @@ async fn get_deleted(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
+    s.write().sweep(s.core.clock.now());
     let claims = match authorize(&s, &headers) {
         Ok(c) => c,
         Err(r) => return r,

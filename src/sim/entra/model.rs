@@ -439,6 +439,20 @@ impl World {
         }
     }
 
+    /// Permanently deletes users soft-deleted more than 30 days before `now`, as Entra does.
+    pub fn sweep(&mut self, now: DateTime<Utc>) {
+        let cutoff = now - Duration::days(30);
+        let expired: Vec<usize> = self
+            .deleted
+            .iter()
+            .copied()
+            .filter(|&i| self.users[i].deleted.is_some_and(|t| t < cutoff))
+            .collect();
+        for i in expired {
+            self.purge(i);
+        }
+    }
+
     /// Renames user `i`.
     pub fn rename(&mut self, i: usize, upn: &str) {
         self.by_upn
