@@ -1279,3 +1279,35 @@ async fn the_simulated_users_endpoint_filters_selects_and_caps_pages_like_graph(
         json!(sim.users().iter().filter(|u| u.deleted.is_none()).count())
     );
 }
+
+#[tokio::test]
+async fn a_spent_resource_unit_budget_is_waited_out_and_custom_attributes_are_kept() {
+    let sim = start(EntraSimOptions {
+        users: 30,
+        resource_units_per_10s: Some(5),
+        ..EntraSimOptions::default()
+    })
+    .await;
+    let mut cfg = config(&sim);
+    cfg.custom_attributes = vec!["department".into(), "employeeType".into()];
+    cfg.max_rate_limit_wait_secs = 30;
+    let src = source(&cfg);
+    // A listing takes three units (delta link, users, deleted users): the second one waits.
+    let (first, _, _) = list_all(&src).await;
+    let (second, _, _) = list_all(&src).await;
+    assert_eq!(first.len(), second.len());
+    let log = sim.core().requests();
+    assert!(log.iter().any(|r| r.status == 429), "the budget ran out");
+    let present = sim
+        .users()
+        .into_iter()
+        .find(|u| u.deleted.is_none())
+        .unwrap();
+    let p = second.iter().find(|p| p.external_id == present.id).unwrap();
+    assert_eq!(p.attributes.get("department"), present.department.as_ref());
+    assert_eq!(
+        p.attributes.get("employeeType"),
+        present.employee_type.as_ref()
+    );
+    assert!(p.attributes.contains_key("userType"));
+}

@@ -689,11 +689,24 @@ async fn gate(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Respons
         return throttled(&s, rule.status, rule.retry_after);
     }
     let cost = resource_units(&path, req.uri().query().unwrap_or(""));
-    let over = {
+    // Resource units: a 429 once the budget is spent; above 80 % used, successful answers
+    // say how close the app is (`x-ms-throttle-limit-percentage`, 0.8 to 1.8).
+    let (over, used) = {
         let mut b = s.budget.lock().unwrap_or_else(|p| p.into_inner());
         match b.as_mut() {
-            None => None,
-            Some(bucket) => (0..cost).find_map(|_| bucket.take().err()),
+            None => (None, None),
+            Some(bucket) => {
+                let mut remaining = bucket.capacity;
+                let over = (0..cost).find_map(|_| match bucket.take() {
+                    Ok(r) => {
+                        remaining = r;
+                        None
+                    }
+                    Err(wait) => Some(wait),
+                });
+                let used = 1.0 - remaining as f64 / bucket.capacity.max(1) as f64;
+                (over, Some(used))
+            }
         }
     };
     if let Some(wait) = over {
@@ -703,6 +716,12 @@ async fn gate(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Respons
     let mut resp = next.run(req).await;
     if let Ok(v) = HeaderValue::from_str(&cost.to_string()) {
         resp.headers_mut().insert("x-ms-resource-unit", v);
+    }
+    if let Some(used) = used.filter(|u| *u >= 0.8)
+        && let Ok(v) = HeaderValue::from_str(&format!("{:.1}", used.min(1.8)))
+    {
+        resp.headers_mut()
+            .insert("x-ms-throttle-limit-percentage", v);
     }
     resp
 }
