@@ -1311,3 +1311,57 @@ async fn a_spent_resource_unit_budget_is_waited_out_and_custom_attributes_are_ke
     );
     assert!(p.attributes.contains_key("userType"));
 }
+
+#[tokio::test]
+async fn the_config_printed_by_idbridge_sim_entra_works_through_the_source_connector() {
+    use std::io::{BufRead, BufReader};
+    let mut child = crate::helpers::binary()
+        .args([
+            "sim", "entra", "--users", "60", "--seed", "9", "--port", "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start idbridge sim entra");
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap_or_default();
+            let done = line.starts_with("press Ctrl-C");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    })
+    .await
+    .unwrap();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == "[sources.entra]")
+        .unwrap_or_else(|| panic!("no config snippet: {lines:?}"));
+    let snippet: String = lines[start..]
+        .iter()
+        .take_while(|l| !l.starts_with("press"))
+        .map(|l| format!("{}\n", l.trim()))
+        .collect();
+    let doc: toml::Value = toml::from_str(&snippet).expect("the snippet is TOML");
+    let cfg: SourceConfig = doc["sources"]["entra"]
+        .clone()
+        .try_into()
+        .expect("the snippet is a source config");
+    let result = async {
+        let connector = idbridge::sources::SourceConnector::from_config("entra", &cfg)?;
+        let check = connector.check().await?;
+        let page = connector.list_identities(None).await?;
+        Ok::<_, SourceError>((check, page))
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let (check, page) = result.expect("the printed config works");
+    assert!(check.missing.is_empty(), "{check:?}");
+    assert!(!page.items.is_empty());
+}
