@@ -418,14 +418,14 @@ struct GraphPage {
 
 fn parse_page(resp: &Response) -> Result<GraphPage, SourceError> {
     let v: Value = resp.json()?;
-    let Some(obj) = v.as_object() else {
+    let Value::Object(mut obj) = v else {
         return Err(SourceError::UnexpectedBody {
             status: resp.status,
             detail: "the page is not a JSON object".into(),
         });
     };
-    let value = match obj.get("value") {
-        Some(Value::Array(a)) => a.clone(),
+    let value = match obj.remove("value") {
+        Some(Value::Array(a)) => a,
         Some(_) => {
             return Err(SourceError::UnexpectedBody {
                 status: resp.status,

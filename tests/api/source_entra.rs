@@ -1365,3 +1365,23 @@ async fn the_config_printed_by_idbridge_sim_entra_works_through_the_source_conne
     assert!(check.missing.is_empty(), "{check:?}");
     assert!(!page.items.is_empty());
 }
+
+/// A manual benchmark (`cargo nextest run --test api source_entra --run-ignored only`):
+/// 100,000 seeded users through the connector; prints pages and elapsed time.
+#[tokio::test]
+#[ignore = "benchmark: run by hand"]
+async fn a_hundred_thousand_users_are_listed_page_by_page() {
+    let began = std::time::Instant::now();
+    let sim = start(users(100_000)).await;
+    let seeded = began.elapsed();
+    let src = source(&config(&sim));
+    let began = std::time::Instant::now();
+    let (people, checkpoint, pages) = list_all(&src).await;
+    eprintln!(
+        "seeded in {seeded:?}; listed {} people in {pages} pages in {:?}",
+        people.len(),
+        began.elapsed()
+    );
+    assert_eq!(people.len(), 100_000);
+    assert!(checkpoint.is_some());
+}
