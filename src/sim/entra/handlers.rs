@@ -947,7 +947,7 @@ fn split_and(filter: &str) -> Vec<String> {
     while i < bytes.len() {
         if bytes[i] == b'\'' {
             in_str = !in_str;
-        } else if !in_str && lower[i..].starts_with(" and ") {
+        } else if !in_str && lower.as_bytes()[i..].starts_with(b" and ") {
             out.push(filter[start..i].trim().to_owned());
             i += 5;
             start = i;
@@ -2165,6 +2165,12 @@ mod tests {
             split_and("displayName eq 'Tom and Jerry' and accountEnabled eq true"),
             vec!["displayName eq 'Tom and Jerry'", "accountEnabled eq true"]
         );
+        assert_eq!(
+            split_and("displayName eq 'Zoë Ærø' and mail eq 'é'"),
+            vec!["displayName eq 'Zoë Ærø'", "mail eq 'é'"]
+        );
+        assert!(parse_user_filter("startswith(displayName,'Jürgen')", false).is_ok());
+        assert!(parse_user_filter("ä eq 'ö'", false).is_err());
         assert!(parse_user_filter("accountEnabled eq false", false).is_ok());
         assert!(parse_user_filter("accountEnabled ne false", false).is_err());
         assert!(parse_user_filter("accountEnabled ne false", true).is_ok());
