@@ -109,6 +109,19 @@ pub enum SimCommand {
         #[arg(long, default_value_t = 8091)]
         port: u16,
     },
+    /// Microsoft Entra ID behind Microsoft Graph v1.0 (users, groups, delta, sign-in logs)
+    /// and its token endpoint.
+    #[command(disable_version_flag = true)]
+    Entra {
+        #[command(flatten)]
+        options: crate::sim::entra::EntraSimOptions,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// Port to listen on; 0 picks a free one.
+        #[arg(long, default_value_t = 8092)]
+        port: u16,
+    },
 }
 
 /// What to do with targets.

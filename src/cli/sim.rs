@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::SimCommand;
 use crate::app::cancel_on_signals;
-use crate::sim::{atlassian_cloud, confluence_dc};
+use crate::sim::{atlassian_cloud, confluence_dc, entra};
 
 /// Runs the simulator `command` names until a shutdown signal.
 pub(super) async fn run(command: SimCommand) -> anyhow::Result<()> {
@@ -61,6 +61,34 @@ pub(super) async fn run(command: SimCommand) -> anyhow::Result<()> {
             println!("  API key:     Bearer {}", sim.api_key());
             println!("  site:        {}", sim.site_id());
             println!("  control:     {}/__sim/state", sim.base_url());
+            println!("press Ctrl-C to stop");
+            cancel_on_signals(sim.cancel_token());
+            sim.wait().await;
+        }
+        SimCommand::Entra {
+            options,
+            bind,
+            port,
+        } => {
+            let users = options.users;
+            let premium = options.premium;
+            let sim = entra::start(options, SocketAddr::new(bind, port))
+                .await
+                .with_context(|| format!("cannot listen on {bind}:{port}"))?;
+            println!("Microsoft Entra ID (Graph v1.0) simulator with {users} users");
+            println!("  graph base:  {}", sim.base_url());
+            println!("  token URL:   {}", sim.token_url());
+            println!("  premium:     {premium}");
+            println!("  control:     {}/__sim/state", sim.base_url());
+            println!("config:");
+            println!("  [sources.entra]");
+            println!("  kind = \"entra\"");
+            println!("  base_url = \"{}\"", sim.base_url());
+            println!("  token_url = \"{}\"", sim.token_url());
+            println!("  tenant_id = \"{}\"", sim.tenant_id());
+            println!("  client_id = \"{}\"", sim.client_id());
+            println!("  client_secret = \"{}\"", sim.client_secret());
+            println!("  app_id = \"{}\"", sim.app_id());
             println!("press Ctrl-C to stop");
             cancel_on_signals(sim.cancel_token());
             sim.wait().await;

@@ -25,6 +25,7 @@ mod source_csv;
 mod source_ldap;
 mod source_sync;
 mod sources_cli;
+mod source_entra;
 mod store_contract;
 mod target_confluence_cloud;
 mod target_confluence_dc;
