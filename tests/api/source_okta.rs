@@ -979,6 +979,9 @@ async fn simulated_responses_match_okta_openapi_and_the_validator_can_fail() {
         .await,
         capture(&sim, "401 bad token", "/api/v1/users", "SSWS 00bad").await,
     ];
+    let (_, token) = token_call(&sim, &assertion(&sim, json!({})), "okta.users.read", false).await;
+    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    ex.push(capture(&sim, "403 insufficient scope", "/api/v1/logs", &bearer).await);
     sim.set_rate_limit(Some(1), 60);
     capture(&sim, "drain", "/api/v1/groups", &auth).await;
     ex.push(capture(&sim, "429 rate limited", "/api/v1/groups", &auth).await);
@@ -1003,7 +1006,17 @@ async fn simulated_responses_match_okta_openapi_and_the_validator_can_fail() {
     bad_log["name"] = json!("negative: an outcome.result outside the enum");
     bad_log["body"] = json!("[{\"uuid\":\"x\",\"outcome\":{\"result\":\"MAYBE\"}}]");
     bad_log["expect"] = json!("invalid");
-    ex.extend([bad_status, not_array, bad_error, bad_log]);
+    let mut bad_login = ex[0].clone();
+    bad_login["name"] = json!("negative: lastLogin as a number");
+    bad_login["body"] = json!("[{\"id\":\"00u1\",\"status\":\"ACTIVE\",\"lastLogin\":12}]");
+    bad_login["expect"] = json!("invalid");
+    let mut bare_403 = ex[ex.len() - 2].clone();
+    bare_403["name"] = json!("negative: an empty 403 without insufficient_scope");
+    bare_403["headers"] = json!({});
+    bare_403["expect"] = json!("invalid");
+    ex.extend([
+        bad_status, not_array, bad_error, bad_log, bad_login, bare_403,
+    ]);
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("exchanges.json");
@@ -1021,9 +1034,108 @@ async fn simulated_responses_match_okta_openapi_and_the_validator_can_fail() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    eprintln!("{text}");
     assert!(out.status.success(), "{text}");
     assert!(
         text.contains(&format!("{} passed, 0 failed", ex.len())),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn the_control_api_changes_the_org_mid_run() {
+    let sim = start(20).await;
+    let src = source(&ssws(&sim));
+    let http = reqwest::Client::new();
+    let ctl = |p: &str| format!("{}/__sim/{p}", sim.base_url());
+    let added: Value = http
+        .post(ctl("users"))
+        .json(
+            &json!({"login": "late.joiner@example.com", "firstName": "Late", "lastName": "Joiner"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new_id = added["id"].as_str().unwrap().to_owned();
+    let victim = sim.users().into_iter().find(|u| u.id != new_id).unwrap().id;
+    let resp = http
+        .post(ctl(&format!("users/{new_id}")))
+        .json(&json!({"status": "SUSPENDED", "lastLogin": "2026-01-02T03:04:05.000Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = http
+        .delete(ctl(&format!("users/{victim}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let (people, _) = all_people(&src).await;
+    let joiner = people.iter().find(|p| p.external_id == new_id).unwrap();
+    assert_eq!(joiner.status, IdentityStatus::Suspended);
+    assert_eq!(
+        joiner.last_login_at.map(|t| t.to_rfc3339()),
+        Some("2026-01-02T03:04:05+00:00".into())
+    );
+    assert!(!people.iter().any(|p| p.external_id == victim));
+
+    let (_, checkpoint) = all_sign_ins(&src, None).await;
+    for result in ["SUCCESS", "FAILURE"] {
+        let resp = http
+            .post(ctl("logs/sso"))
+            .json(&json!({"userId": new_id, "result": result}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+    }
+    let (new, _) = all_sign_ins(&src, Some(&checkpoint)).await;
+    assert_eq!(new.len(), 1);
+    assert_eq!(new[0].external_id.as_deref(), Some(new_id.as_str()));
+
+    let state: Value = http
+        .get(ctl("state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["users"], 20);
+    assert_eq!(
+        state["byStatus"]["SUSPENDED"].as_u64().map(|n| n >= 1),
+        Some(true)
+    );
+
+    let resp = http
+        .post(ctl("rate-limit"))
+        .json(&json!({"limit": 1, "windowSecs": 60}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let auth = format!("SSWS {}", sim.ssws_token());
+    assert_eq!(raw_get(&sim, "/api/v1/groups", &auth).await.status(), 200);
+    assert_eq!(raw_get(&sim, "/api/v1/groups", &auth).await.status(), 429);
+    let usage: Vec<Value> = http
+        .get(ctl("rate-usage"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(usage.iter().any(|u| u["limited"] == true));
+    http.post(ctl("rate-limit"))
+        .json(&json!({"limit": null}))
+        .send()
+        .await
+        .unwrap();
+
+    http.post(ctl("tokens/revoke")).send().await.unwrap();
+    assert_eq!(raw_get(&sim, "/api/v1/users", &auth).await.status(), 401);
 }
