@@ -5,6 +5,9 @@
 //! service app (`client_credentials` with a `private_key_jwt` assertion, no Basic auth), and
 //! keeps to its configured share of each Okta rate-limit bucket.
 //!
+//! Incremental listings end with deletions read from the System Log
+//! (`user.lifecycle.delete.initiated`), since deleted users simply vanish from user lists.
+//!
 //! Cursors it returns are the `Link rel="next"` URLs Okta sent (followed as given, never
 //! rebuilt, so an opaque `after` is passed through unchanged); user listings wrap the link in
 //! a small JSON object that also carries the sync start for the terminal checkpoint.
@@ -45,6 +48,9 @@ const MAX_MEMBER_PAGES: usize = 100_000;
 const SKEW: chrono::Duration = chrono::Duration::minutes(5);
 /// First sign-in poll without a checkpoint: Okta's own default look-back.
 const DEFAULT_LOOKBACK: chrono::Duration = chrono::Duration::days(7);
+/// How long Okta keeps System Log events: an incremental listing from an older checkpoint
+/// cannot see every deletion.
+const LOG_RETENTION: chrono::Duration = chrono::Duration::days(90);
 /// Okta refuses `since` more than 180 days back; stay a day inside.
 const MAX_LOOKBACK: chrono::Duration = chrono::Duration::days(179);
 
@@ -68,6 +74,9 @@ pub struct OktaSource {
 struct UsersCursor {
     next: String,
     start: String,
+    /// An incremental listing past its user pages, reading deletions from the System Log.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    deletions: bool,
 }
 
 impl OktaSource {
@@ -166,6 +175,82 @@ impl OktaSource {
         Ok(url)
     }
 
+    fn parse_cursor(&self, c: &str) -> Result<UsersCursor, SourceError> {
+        serde_json::from_str(c).map_err(|e| SourceError::InvalidRecord {
+            detail: format!(
+                "sources.{}: the cursor `{}` is not one this connector made: {e}",
+                self.name,
+                one_line(c, 120)
+            ),
+        })
+    }
+
+    /// One page of deletions (`user.lifecycle.delete.initiated`) from the System Log, the
+    /// last part of an incremental listing. Without `okta.logs.read` the listing ends here
+    /// (the next full sync finds who is gone).
+    async fn deletions_page(&self, c: UsersCursor) -> Result<SourcePage<Change>, SourceError> {
+        let url = self.client.follow(&c.next)?;
+        let resp = self.client.get(url, &[]).await?;
+        let done = |items: Vec<Change>, start: String| SourcePage {
+            items,
+            next: None,
+            total: None,
+            checkpoint: Some(start),
+        };
+        if resp.status == 403 {
+            tracing::warn!(source = %self.name, "no okta.logs.read: deletions are not read incrementally; the next full sync finds them");
+            return Ok(done(Vec::new(), c.start));
+        }
+        if !(200..300).contains(&resp.status) {
+            return Err(self.client.error_for(&resp));
+        }
+        let raw: Vec<Value> = resp.json()?;
+        let mut items = Vec::new();
+        let mut seen = HashSet::new();
+        for e in &raw {
+            let deleted = e.get("eventType").and_then(Value::as_str)
+                == Some("user.lifecycle.delete.initiated")
+                && e.pointer("/outcome/result").and_then(Value::as_str) == Some("SUCCESS");
+            if !deleted {
+                continue;
+            }
+            let targets = e.get("target").and_then(Value::as_array);
+            let user = targets.and_then(|ts| {
+                ts.iter()
+                    .find(|t| t.get("type").and_then(Value::as_str) == Some("User"))
+                    .and_then(|t| text(t, "id"))
+            });
+            if let Some(id) = user
+                && seen.insert(id.clone())
+            {
+                let when = text(e, "published").unwrap_or_default();
+                items.push(Change::Removed {
+                    external_id: id,
+                    reason: format!(
+                        "deleted in Okta (System Log user.lifecycle.delete.initiated {when})"
+                    ),
+                });
+            }
+        }
+        match next_link(&resp) {
+            Some(n) if !raw.is_empty() => {
+                let cursor = serde_json::to_string(&UsersCursor {
+                    next: n,
+                    start: c.start,
+                    deletions: true,
+                })
+                .map_err(|e| SourceError::Config(format!("cannot write a cursor: {e}")))?;
+                Ok(SourcePage {
+                    items,
+                    next: Some(cursor),
+                    total: None,
+                    checkpoint: None,
+                })
+            }
+            _ => Ok(done(items, c.start)),
+        }
+    }
+
     /// One page of users: the first from `first`, later ones from the cursor.
     async fn users_page(
         &self,
@@ -174,14 +259,7 @@ impl OktaSource {
     ) -> Result<(Vec<SourceIdentity>, Option<String>, String), SourceError> {
         let (url, start) = match cursor {
             Some(c) => {
-                let c: UsersCursor =
-                    serde_json::from_str(c).map_err(|e| SourceError::InvalidRecord {
-                        detail: format!(
-                            "sources.{}: the cursor `{}` is not one this connector made: {e}",
-                            self.name,
-                            one_line(c, 120)
-                        ),
-                    })?;
+                let c = self.parse_cursor(c)?;
                 (self.client.follow(&c.next)?, Some(c.start))
             }
             None => (first()?, None),
@@ -203,6 +281,7 @@ impl OktaSource {
                 serde_json::to_string(&UsersCursor {
                     next: n,
                     start: start.clone(),
+                    deletions: false,
                 })
             })
             .transpose()
@@ -639,18 +718,50 @@ impl Source for OktaSource {
                 ),
             })?
             .with_timezone(&Utc);
+        if SystemClock.now() - since > LOG_RETENTION {
+            return Err(SourceError::CheckpointExpired {
+                detail: format!(
+                    "the checkpoint {} is older than the System Log's {} days, so deletions since then cannot be read",
+                    okta_time(since),
+                    LOG_RETENTION.num_days()
+                ),
+            });
+        }
+        if let Some(c) = cursor {
+            let parsed = self.parse_cursor(c)?;
+            if parsed.deletions {
+                return self.deletions_page(parsed).await;
+            }
+        }
         let (people, next, start) = self
             .users_page(cursor, || self.users_url(Some(since - SKEW)))
             .await?;
-        let checkpoint = next.is_none().then_some(start);
+        let next = match next {
+            Some(n) => n,
+            None => {
+                // The people are done; deletions come from the System Log.
+                let mut url = self.client.endpoint("api/v1/logs")?;
+                url.query_pairs_mut()
+                    .append_pair("filter", "eventType eq \"user.lifecycle.delete.initiated\"")
+                    .append_pair("sortOrder", "ASCENDING")
+                    .append_pair("since", &okta_time(since - SKEW))
+                    .append_pair("limit", &LOG_PAGE.to_string());
+                serde_json::to_string(&UsersCursor {
+                    next: url.to_string(),
+                    start,
+                    deletions: true,
+                })
+                .map_err(|e| SourceError::Config(format!("cannot write a cursor: {e}")))?
+            }
+        };
         Ok(SourcePage {
             items: people
                 .into_iter()
                 .map(|p| Change::Upsert(Box::new(p)))
                 .collect(),
-            next,
+            next: Some(next),
             total: None,
-            checkpoint,
+            checkpoint: None,
         })
     }
 

@@ -427,14 +427,29 @@ async fn incremental_listing_returns_what_changed_since_the_checkpoint() {
         }
     };
     let mut changed: BTreeMap<String, IdentityStatus> = BTreeMap::new();
+    let mut removed = Vec::new();
     for c in changes {
         match c {
             Change::Upsert(p) => {
                 changed.insert(p.external_id.clone(), p.status);
             }
-            Change::Removed { external_id, .. } => panic!("unexpected removal {external_id}"),
+            Change::Removed {
+                external_id,
+                reason,
+            } => {
+                assert!(
+                    reason.contains("user.lifecycle.delete.initiated"),
+                    "{reason}"
+                );
+                removed.push(external_id);
+            }
         }
     }
+    assert_eq!(
+        removed,
+        vec![gone.clone()],
+        "the deletion comes from the System Log"
+    );
     assert_eq!(
         changed,
         BTreeMap::from([
@@ -442,9 +457,43 @@ async fn incremental_listing_returns_what_changed_since_the_checkpoint() {
             (joiner.clone(), IdentityStatus::Active)
         ])
     );
-    let last = sim.core().requests().pop().unwrap();
-    assert!(last.query.unwrap().contains("lastUpdated+gt"));
+    let user_queries: Vec<String> = sim
+        .core()
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/v1/users")
+        .filter_map(|r| r.query)
+        .collect();
+    assert!(user_queries.last().unwrap().contains("lastUpdated+gt"));
     assert!(next_checkpoint.is_some());
+    // Without okta.logs.read the people still arrive; the deletions wait for a full sync.
+    let mut cfg = oauth(&sim);
+    cfg.scopes = vec!["okta.users.read".into()];
+    let limited = source(&cfg);
+    let mut cursor: Option<String> = None;
+    let mut upserts = 0;
+    loop {
+        let page = limited
+            .list_changes(&checkpoint, cursor.as_deref())
+            .await
+            .expect("changes without logs scope");
+        upserts += page.items.len();
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => {
+                assert!(page.checkpoint.is_some());
+                break;
+            }
+        }
+    }
+    assert_eq!(upserts, 2);
+    // A checkpoint older than the System Log keeps is expired.
+    let old = (SystemClock.now() - chrono::Duration::days(120)).to_rfc3339();
+    let err = src.list_changes(&old, None).await.unwrap_err();
+    assert!(
+        matches!(err, SourceError::CheckpointExpired { .. }),
+        "{err}"
+    );
     let err = src.list_changes("not a time", None).await.unwrap_err();
     assert!(
         matches!(err, SourceError::CheckpointExpired { .. }),

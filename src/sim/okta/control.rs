@@ -116,6 +116,7 @@ pub(super) fn sso_event(
             "Other app".into()
         },
         result: result.to_owned(),
+        target_user: None,
     })
 }
 
@@ -257,7 +258,8 @@ async fn change_user(
 }
 
 async fn delete_user(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    if s.write().delete_user(&id) {
+    let now = s.core.clock.now();
+    if s.write().delete_user(&id, now) {
         StatusCode::NO_CONTENT.into_response()
     } else {
         (

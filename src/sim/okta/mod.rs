@@ -321,9 +321,11 @@ impl OktaSim {
         id
     }
 
-    /// Deletes a user (404 from now on); false when there is no such user.
+    /// Deletes a user (404 from now on, a `user.lifecycle.delete.initiated` event in the
+    /// System Log); false when there is no such user.
     pub fn delete_user(&self, id: &str) -> bool {
-        self.shared.write().delete_user(id)
+        let now = self.shared.core.clock.now();
+        self.shared.write().delete_user(id, now)
     }
 
     /// Appends an SSO event for the Confluence app (`result` `SUCCESS` or `FAILURE`),

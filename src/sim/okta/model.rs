@@ -61,6 +61,8 @@ pub struct SimEvent {
     pub app_id: Option<String>,
     pub app_name: String,
     pub result: String,
+    /// The user a lifecycle event targets (id, login, display name), if any.
+    pub target_user: Option<(String, String, String)>,
 }
 
 /// The org.
@@ -359,6 +361,7 @@ impl World {
             app_id: Some(app_id),
             app_name,
             result: result.to_owned(),
+            target_user: None,
         });
     }
 
@@ -389,11 +392,30 @@ impl World {
         })
     }
 
-    /// Deletes a user: gone from the list, 404 by id, removed from groups.
-    pub fn delete_user(&mut self, id: &str) -> bool {
+    /// Deletes a user at `now`: gone from the list, 404 by id, removed from groups, and a
+    /// `user.lifecycle.delete.initiated` event in the System Log.
+    pub fn delete_user(&mut self, id: &str, now: DateTime<Utc>) -> bool {
         let Some(u) = self.users.remove(id) else {
             return false;
         };
+        self.append_event(SimEvent {
+            seq: 0,
+            uuid: String::new(),
+            published: now,
+            persisted: now,
+            event_type: "user.lifecycle.delete.initiated".into(),
+            actor_id: "00uadmin0000000000001".into(),
+            actor_login: format!("admin@{EMPLOYEE_DOMAIN}"),
+            actor_name: "Org Admin".into(),
+            app_id: None,
+            app_name: String::new(),
+            result: "SUCCESS".into(),
+            target_user: Some((
+                u.id.clone(),
+                u.login.clone(),
+                format!("{} {}", u.first_name, u.last_name),
+            )),
+        });
         self.by_login.remove(&u.login);
         for g in self.groups.values_mut() {
             if let Ok(i) = g.members.binary_search(&u.id) {
@@ -522,6 +544,11 @@ impl SimEvent {
                 "alternateId": self.actor_login, "displayName": self.actor_name
             }));
         }
+        if let Some((id, login, name)) = &self.target_user {
+            target.push(json!({
+                "id": id, "type": "User", "alternateId": login, "displayName": name
+            }));
+        }
         let mut outcome = json!({ "result": self.result });
         if self.result != "SUCCESS" {
             outcome["reason"] = json!("VERIFICATION_ERROR");
@@ -533,8 +560,8 @@ impl SimEvent {
             "eventType": self.event_type,
             "version": "0",
             "severity": if self.result == "SUCCESS" { "INFO" } else { "WARN" },
-            "displayMessage": "User single sign on to app",
-            "legacyEventType": "app.auth.sso",
+            "displayMessage": if self.target_user.is_some() { "Delete Okta user" } else { "User single sign on to app" },
+            "legacyEventType": if self.target_user.is_some() { "core.user.config.user_deleted" } else { "app.auth.sso" },
             "actor": {
                 "id": self.actor_id, "type": "User", "alternateId": self.actor_login,
                 "displayName": self.actor_name
@@ -571,7 +598,9 @@ impl SimEvent {
                         &self.uuid.replace('-', "")[..17.min(self.uuid.len())]
                     )
                 });
-                self.app_id.as_deref().is_some_and(text) || app_user.as_deref().is_some_and(text)
+                self.app_id.as_deref().is_some_and(text)
+                    || app_user.as_deref().is_some_and(text)
+                    || self.target_user.as_ref().is_some_and(|t| text(&t.0))
             }
             "severity" => text(if self.result == "SUCCESS" {
                 "INFO"
