@@ -570,6 +570,13 @@ async fn sign_ins_are_successful_sso_events_for_the_app_and_a_poll_stops_on_an_e
             assert!(q.contains("sortOrder=ASCENDING"), "{q}");
         }
     }
+    // A stored link whose cursor Okta no longer accepts asks for a fresh start.
+    let broken = checkpoint2.replace("after=", "after=x");
+    let err = src.sign_ins(Some(&broken), None).await.unwrap_err();
+    assert!(
+        matches!(err, SourceError::CheckpointExpired { .. }),
+        "{err}"
+    );
     // A timestamp checkpoint older than Okta's 180 days is clamped, not refused.
     let old = (SystemClock.now() - chrono::Duration::days(400)).to_rfc3339();
     src.sign_ins(Some(&old), None).await.expect("clamped since");
