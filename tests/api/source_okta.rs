@@ -1195,3 +1195,64 @@ async fn the_control_api_changes_the_org_mid_run() {
     http.post(ctl("tokens/revoke")).send().await.unwrap();
     assert_eq!(raw_get(&sim, "/api/v1/users", &auth).await.status(), 401);
 }
+
+#[tokio::test]
+async fn idbridge_sim_okta_prints_a_source_config_that_works() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+    let mut child = crate::helpers::binary()
+        .args(["sim", "okta", "--users", "50", "--seed", "3", "--port", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn idbridge sim okta");
+    let stdout = child.stdout.take().unwrap();
+    let (lines, mut reader) = tokio::task::spawn_blocking(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut seen = Vec::new();
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            let done = line.starts_with("press Ctrl-C");
+            seen.push(line.trim_end().to_owned());
+            line.clear();
+            if done {
+                break;
+            }
+        }
+        (seen, reader)
+    })
+    .await
+    .unwrap();
+    let text = lines.join("\n");
+    let value = |key: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key} = \"")))
+            .map(|v| v.trim_end_matches('"').to_owned())
+            .unwrap_or_else(|| panic!("no `{key}` in:\n{text}"))
+    };
+    assert!(text.contains("[sources.okta]"), "{text}");
+    assert!(text.contains(okta::TEST_PRIVATE_KEY_PATH), "{text}");
+    let toml = format!(
+        "kind = \"okta\"\nbase_url = \"{}\"\ntoken = \"{}\"\napp_id = \"{}\"\n",
+        value("base_url"),
+        value("token"),
+        value("app_id")
+    );
+    let cfg: SourceConfig = toml::from_str(&toml).expect("the printed snippet parses");
+    let connector =
+        idbridge::sources::SourceConnector::from_config("okta", &cfg).expect("connector");
+    let page = connector.list_identities(None).await.expect("a page");
+    assert_eq!(page.items.len(), 50);
+    let check = connector.check().await.expect("check");
+    assert_eq!(check.people, Some(50));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut reader, &mut rest);
+    assert!(rest.contains("simulator stopped"), "{rest}");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+}
