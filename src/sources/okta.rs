@@ -869,6 +869,61 @@ mod tests {
     use crate::domain::IdentityStatus;
 
     #[test]
+    fn each_token_request_carries_a_fresh_short_lived_assertion_and_no_client_secret() {
+        use base64::Engine;
+        let pem = Secret::new(include_str!(
+            "../../tests/fixtures/okta/service-app-key.pem"
+        ));
+        let form = assertion_form(
+            signing_key(&pem).unwrap(),
+            "0oaclient".into(),
+            Some("kid-1".into()),
+            "https://acme.okta.com/oauth2/v1/token".into(),
+            "okta.users.read okta.logs.read".into(),
+        );
+        let claims = |fields: &[(&'static str, String)]| -> (Value, Value) {
+            let jwt = &fields
+                .iter()
+                .find(|(k, _)| *k == "client_assertion")
+                .unwrap()
+                .1;
+            let mut parts = jwt.split('.');
+            let dec = |p: &str| -> Value {
+                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p)
+                    .unwrap();
+                serde_json::from_slice(&bytes).unwrap()
+            };
+            let header = dec(parts.next().unwrap());
+            (header, dec(parts.next().unwrap()))
+        };
+        let first = form().unwrap();
+        let second = form().unwrap();
+        let keys: Vec<&str> = first.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "grant_type",
+                "scope",
+                "client_assertion_type",
+                "client_assertion"
+            ]
+        );
+        assert!(!keys.contains(&"client_secret") && !keys.contains(&"client_id"));
+        let (h1, c1) = claims(&first);
+        let (_, c2) = claims(&second);
+        assert_eq!(h1["alg"], "RS256");
+        assert_eq!(h1["kid"], "kid-1");
+        assert_eq!(c1["aud"], "https://acme.okta.com/oauth2/v1/token");
+        assert_eq!(c1["iss"], "0oaclient");
+        assert_eq!(c1["sub"], "0oaclient");
+        let life = c1["exp"].as_i64().unwrap() - c1["iat"].as_i64().unwrap();
+        assert!(life > 0 && life <= 300, "{life}");
+        assert_ne!(c1["jti"], c2["jti"]);
+        assert_eq!(first[1].1, "okta.users.read okta.logs.read");
+    }
+
+    #[test]
     fn next_links_are_found_however_okta_spells_the_header() {
         assert_eq!(
             next_in_header(r#"<https://a.okta.com/api/v1/users?after=00u1&limit=2>; rel="next""#),
