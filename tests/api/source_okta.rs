@@ -1035,6 +1035,16 @@ async fn simulated_responses_match_okta_openapi_and_the_validator_can_fail() {
         .await,
         capture(&sim, "401 bad token", "/api/v1/users", "SSWS 00bad").await,
     ];
+    let old = urlenc(&(SystemClock.now() - chrono::Duration::days(200)).to_rfc3339());
+    ex.push(
+        capture(
+            &sim,
+            "400 since over 180 days",
+            &format!("/api/v1/logs?since={old}&sortOrder=ASCENDING"),
+            &auth,
+        )
+        .await,
+    );
     let (_, token) = token_call(&sim, &assertion(&sim, json!({})), "okta.users.read", false).await;
     let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
     ex.push(capture(&sim, "403 insufficient scope", "/api/v1/logs", &bearer).await);

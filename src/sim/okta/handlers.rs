@@ -664,11 +664,10 @@ fn logs_page(s: &Shared, base: &str, p: &[(String, String)]) -> Response {
     if let Some(t) = since
         && now - t > Duration::days(180)
     {
-        return okta_error(
+        return validation_error(
             s,
-            StatusCode::BAD_REQUEST,
-            "E0000001",
-            "Api validation failed: since parameter is over 180 days prior to the current day",
+            "since",
+            "since: The since parameter is over 180 days prior to the current day.",
         );
     }
     let filter = match param(p, "filter").map(|f| Filter::parse(f, Grammar::Logs)) {
