@@ -122,6 +122,18 @@ pub enum SimCommand {
         #[arg(long, default_value_t = 8092)]
         port: u16,
     },
+    /// An Okta org (users, groups, System Log, org token endpoint).
+    #[command(disable_version_flag = true)]
+    Okta {
+        #[command(flatten)]
+        options: crate::sim::okta::OktaSimOptions,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// Port to listen on; 0 picks a free one.
+        #[arg(long, default_value_t = 8093)]
+        port: u16,
+    },
 }
 
 /// What to do with targets.

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::SimCommand;
 use crate::app::cancel_on_signals;
-use crate::sim::{atlassian_cloud, confluence_dc, entra};
+use crate::sim::{atlassian_cloud, confluence_dc, entra, okta};
 
 /// Runs the simulator `command` names until a shutdown signal.
 pub(super) async fn run(command: SimCommand) -> anyhow::Result<()> {
@@ -89,6 +89,42 @@ pub(super) async fn run(command: SimCommand) -> anyhow::Result<()> {
             println!("  client_id = \"{}\"", sim.client_id());
             println!("  client_secret = \"{}\"", sim.client_secret());
             println!("  app_id = \"{}\"", sim.app_id());
+            println!("press Ctrl-C to stop");
+            cancel_on_signals(sim.cancel_token());
+            sim.wait().await;
+        }
+        SimCommand::Okta {
+            options,
+            bind,
+            port,
+        } => {
+            let users = options.users;
+            let rate = options
+                .rate_limit
+                .map_or("Okta's per-bucket defaults".to_owned(), |n| n.to_string());
+            let window = options.rate_window_secs;
+            let sim = okta::start(options, SocketAddr::new(bind, port))
+                .await
+                .with_context(|| format!("cannot listen on {bind}:{port}"))?;
+            println!("Okta org simulator with {users} users");
+            println!("  base URL:    {}", sim.base_url());
+            println!("  SSWS token:  {}", sim.ssws_token());
+            println!(
+                "  service app: client_id {} (private_key_jwt, kid {}, test key {})",
+                sim.client_id(),
+                okta::DEMO_KEY_ID,
+                okta::TEST_PRIVATE_KEY_PATH
+            );
+            println!("  token URL:   {}", sim.token_url());
+            println!("  app id:      {} (Confluence)", sim.app_id());
+            println!("  rate limit:  {rate} per {window} s window");
+            println!("  control:     {}/__sim/state", sim.base_url());
+            println!("  config:");
+            println!("    [sources.okta]");
+            println!("    kind = \"okta\"");
+            println!("    base_url = \"{}\"", sim.base_url());
+            println!("    token = \"{}\"", sim.ssws_token());
+            println!("    app_id = \"{}\"", sim.app_id());
             println!("press Ctrl-C to stop");
             cancel_on_signals(sim.cancel_token());
             sim.wait().await;

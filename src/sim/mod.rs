@@ -8,3 +8,4 @@ pub mod atlassian_cloud;
 pub mod common;
 pub mod confluence_dc;
 pub mod entra;
+pub mod okta;
