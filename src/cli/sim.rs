@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::SimCommand;
 use crate::app::cancel_on_signals;
-use crate::sim::{atlassian_cloud, confluence_dc};
+use crate::sim::{atlassian_cloud, confluence_dc, google};
 
 /// Runs the simulator `command` names until a shutdown signal.
 pub(super) async fn run(command: SimCommand) -> anyhow::Result<()> {
@@ -61,6 +61,40 @@ pub(super) async fn run(command: SimCommand) -> anyhow::Result<()> {
             println!("  API key:     Bearer {}", sim.api_key());
             println!("  site:        {}", sim.site_id());
             println!("  control:     {}/__sim/state", sim.base_url());
+            println!("press Ctrl-C to stop");
+            cancel_on_signals(sim.cancel_token());
+            sim.wait().await;
+        }
+        SimCommand::Google {
+            mut options,
+            bind,
+            port,
+        } => {
+            let users = options.users;
+            let key_file = options.key_file.clone().unwrap_or_else(|| {
+                std::env::temp_dir().join(format!("idbridge-sim-google-{port}-key.json"))
+            });
+            options.key_file = Some(key_file.clone());
+            let sim = google::start(options, SocketAddr::new(bind, port))
+                .await
+                .with_context(|| format!("cannot listen on {bind}:{port}"))?;
+            println!("Google Workspace simulator with {users} users");
+            println!("  base URL:    {}", sim.base_url());
+            println!("  token URL:   {}", sim.token_url());
+            println!("  admin:       {}", sim.admin_subject());
+            println!("  key file:    {} (test-only demo key)", key_file.display());
+            println!("  control:     {}/__sim/state", sim.base_url());
+            println!("  config:");
+            println!("    [sources.google]");
+            println!("    kind = \"google\"");
+            println!("    base_url = \"{}\"", sim.base_url());
+            println!("    token_url = \"{}\"", sim.token_url());
+            println!("    admin_subject = \"{}\"", sim.admin_subject());
+            println!("    app_name = \"{}\"", google::model::CONFLUENCE_APP);
+            println!(
+                "    (service_account_key: set IDBRIDGE_SOURCES__GOOGLE__SERVICE_ACCOUNT_KEY_FILE={})",
+                key_file.display()
+            );
             println!("press Ctrl-C to stop");
             cancel_on_signals(sim.cancel_token());
             sim.wait().await;

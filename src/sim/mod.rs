@@ -7,3 +7,4 @@
 pub mod atlassian_cloud;
 pub mod common;
 pub mod confluence_dc;
+pub mod google;

@@ -20,6 +20,7 @@ mod secrets;
 mod shutdown;
 mod sim_atlassian_cloud;
 mod sim_confluence_dc;
+mod source_google;
 mod store_contract;
 mod target_confluence_cloud;
 mod target_confluence_dc;
