@@ -929,26 +929,50 @@ fn validate_user_extras(d: &Discovery, user: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// An assertion signed with the demo key: the connector's claims with `patch` applied
+/// (`null` removes a claim).
+fn assertion(sim: &GoogleSim, patch: Value, kid: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = json!({
+        "iss": google::DEMO_CLIENT_EMAIL, "sub": sim.admin_subject(),
+        "scope": google::READONLY_SCOPES.join(" "), "aud": sim.token_url(),
+        "iat": now, "exp": now + 3600,
+    });
+    for (k, v) in patch.as_object().unwrap() {
+        if v.is_null() {
+            claims.as_object_mut().unwrap().remove(k);
+        } else {
+            claims[k] = v.clone();
+        }
+    }
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    h.kid = Some(kid.into());
+    jsonwebtoken::encode(
+        &h,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(google::DEMO_PRIVATE_KEY.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+async fn grant(sim: &GoogleSim, assertion: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(sim.token_url())
+        .form(&[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+            ("assertion", assertion),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
 async fn get_as_connector(sim: &GoogleSim, path_and_query: &str) -> (u16, Value) {
     let http = reqwest::Client::new();
     // A token through the real grant, as the connector gets it.
-    let key: Value = serde_json::from_str(&sim.service_account_key_json()).unwrap();
-    let assertion = {
-        let now = chrono::Utc::now().timestamp();
-        let claims = json!({
-            "iss": key["client_email"], "sub": sim.admin_subject(),
-            "scope": google::READONLY_SCOPES.join(" "), "aud": sim.token_url(),
-            "iat": now, "exp": now + 3600,
-        });
-        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        h.kid = Some(google::DEMO_KEY_ID.into());
-        jsonwebtoken::encode(
-            &h,
-            &claims,
-            &jsonwebtoken::EncodingKey::from_rsa_pem(google::DEMO_PRIVATE_KEY.as_bytes()).unwrap(),
-        )
-        .unwrap()
-    };
+    let assertion = assertion(sim, json!({}), google::DEMO_KEY_ID);
     let tok: Value = http
         .post(sim.token_url())
         .form(&[
@@ -1159,5 +1183,189 @@ async fn the_simulator_enforces_google_request_rules() {
     let gone = sim.deleted_users()[0].id.clone();
     let (status, _) = get_as_connector(&sim, &format!("/admin/directory/v1/users/{gone}")).await;
     assert_eq!(status, 404);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_endpoint_checks_lifetime_audience_key_issuer_and_subject() {
+    let sim = start(30).await;
+    let now = chrono::Utc::now().timestamp();
+    let short_lived = "Token must be a short-lived token (60 minutes)";
+    let cases = [
+        (
+            json!({"iat": now, "exp": now + 7200}),
+            google::DEMO_KEY_ID,
+            "invalid_grant",
+            short_lived,
+        ),
+        (
+            json!({"iat": now - 7200, "exp": now - 3700}),
+            google::DEMO_KEY_ID,
+            "invalid_grant",
+            short_lived,
+        ),
+        (
+            json!({"exp": null}),
+            google::DEMO_KEY_ID,
+            "invalid_grant",
+            short_lived,
+        ),
+        (
+            json!({"aud": "https://evil.example/token"}),
+            google::DEMO_KEY_ID,
+            "invalid_grant",
+            "audience",
+        ),
+        (
+            json!({}),
+            "another-key",
+            "invalid_grant",
+            "Invalid JWT Signature.",
+        ),
+        (
+            json!({"iss": "someone@else.iam.gserviceaccount.com"}),
+            google::DEMO_KEY_ID,
+            "invalid_client",
+            "",
+        ),
+        (
+            json!({"sub": "ghost@example.com"}),
+            google::DEMO_KEY_ID,
+            "invalid_grant",
+            "Invalid email or User ID",
+        ),
+        (
+            json!({"scope": "https://www.googleapis.com/auth/admin.directory.user"}),
+            google::DEMO_KEY_ID,
+            "unauthorized_client",
+            "not authorized for any of the scopes",
+        ),
+    ];
+    for (patch, kid, code, text) in cases {
+        let (status, body) = grant(&sim, &assertion(&sim, patch.clone(), kid)).await;
+        assert_eq!(status, 400, "{patch}: {body}");
+        assert_eq!(body["error"], code, "{patch}: {body}");
+        assert!(
+            body["error_description"].as_str().unwrap().contains(text),
+            "{patch}: {body}"
+        );
+    }
+    // Google's own token URI is an accepted audience too.
+    let (status, _) = grant(
+        &sim,
+        &assertion(
+            &sim,
+            json!({"aud": google::GOOGLE_TOKEN_URI}),
+            google::DEMO_KEY_ID,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Without `sub` the service account acts as itself: a token, but no admin rights.
+    let (status, body) = grant(
+        &sim,
+        &assertion(&sim, json!({"sub": null}), google::DEMO_KEY_ID),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let resp = reqwest::Client::new()
+        .get(format!(
+            "{}/admin/directory/v1/users?customer=my_customer",
+            sim.base_url()
+        ))
+        .bearer_auth(body["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_routes_change_the_account_and_the_connector_sees_it() {
+    let sim = start(40).await;
+    let http = reqwest::Client::new();
+    let base = sim.base_url();
+    let post = |path: &str, body: Value| http.post(format!("{base}{path}")).json(&body).send();
+    let added: Value = post(
+        "/__sim/users",
+        json!({"primaryEmail": "new.starter@example.com"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let new_id = added["id"].as_str().unwrap().to_owned();
+    let victim = sim.live_users()[4].clone();
+    let leaver = sim.live_users()[6].clone();
+    let r = post(
+        &format!("/__sim/users/{}", victim.primary_email),
+        json!({"action": "suspend", "reason": "ABUSE"}),
+    )
+    .await
+    .unwrap();
+    assert!(r.status().is_success());
+    let r = post(
+        &format!("/__sim/users/{}", leaver.id),
+        json!({"action": "delete"}),
+    )
+    .await
+    .unwrap();
+    assert!(r.status().is_success());
+    let r = post(
+        "/__sim/saml-events",
+        json!({"user": "new.starter@example.com"}),
+    )
+    .await
+    .unwrap();
+    assert!(r.status().is_success());
+    let r = post("/__sim/quota", json!({"next": ["backendError"]}))
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+
+    let src = connector(&config(&sim));
+    let got = all_identities(&src).await;
+    let find = |id: &str| got.iter().find(|i| i.external_id == id).unwrap();
+    assert_eq!(find(&new_id).status, IdentityStatus::Active);
+    assert_eq!(find(&new_id).last_login_at, None);
+    assert_eq!(find(&victim.id).raw_status, "suspended:ABUSE");
+    assert_eq!(find(&leaver.id).status, IdentityStatus::Deleted);
+    let statuses: Vec<u16> = requests_to(&sim, "/admin/")
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(
+        statuses[0], 503,
+        "the queued backendError was answered and retried"
+    );
+
+    let mut sign_ins = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = src.sign_ins(None, cursor.as_deref()).await.unwrap();
+        sign_ins.extend(page.items);
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    assert!(
+        sign_ins
+            .iter()
+            .any(|s| s.external_id.as_deref() == Some(new_id.as_str())
+                && s.login.as_deref() == Some("new.starter@example.com"))
+    );
+
+    let state: Value = http
+        .get(format!("{base}/__sim/state"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["users"]["live"], json!(sim.live_users().len()));
     sim.stop().await;
 }

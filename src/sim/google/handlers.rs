@@ -756,40 +756,51 @@ async fn list_members(
     let derived = p
         .get("includeDerivedMembership")
         .is_some_and(|v| v == "true");
-    // Direct members, or (derived) the users reached through nested groups, once each.
-    let mut list: Vec<(MemberRef, &'static str)> = Vec::new();
-    if derived {
-        let mut seen_users = BTreeSet::new();
-        let mut seen_groups = BTreeSet::from([g]);
-        let mut stack = vec![g];
-        while let Some(cur) = stack.pop() {
-            for m in &w.groups[cur].members {
-                match m.member {
-                    MemberRef::User(u) => {
-                        if seen_users.insert(u) {
-                            list.push((m.member, m.role));
+    // Direct members (a slice: O(page)), or, with `roles` or derived membership, the
+    // filtered list (derived: the users reached through nested groups, once each).
+    let direct = &w.groups[g].members;
+    let (chosen, total): (Vec<(MemberRef, &'static str)>, usize) = if !derived && roles.is_none() {
+        let from = offset.min(direct.len());
+        let to = offset.saturating_add(limit).min(direct.len());
+        (
+            direct[from..to]
+                .iter()
+                .map(|m| (m.member, m.role))
+                .collect(),
+            direct.len(),
+        )
+    } else {
+        let mut list: Vec<(MemberRef, &'static str)> = Vec::new();
+        if derived {
+            let mut seen_users = BTreeSet::new();
+            let mut seen_groups = BTreeSet::from([g]);
+            let mut stack = vec![g];
+            while let Some(cur) = stack.pop() {
+                for m in &w.groups[cur].members {
+                    match m.member {
+                        MemberRef::User(u) => {
+                            if seen_users.insert(u) {
+                                list.push((m.member, m.role));
+                            }
                         }
-                    }
-                    MemberRef::Group(n) => {
-                        if seen_groups.insert(n) {
-                            stack.push(n);
+                        MemberRef::Group(n) => {
+                            if seen_groups.insert(n) {
+                                stack.push(n);
+                            }
                         }
+                        MemberRef::Customer => list.push((m.member, m.role)),
                     }
-                    MemberRef::Customer => list.push((m.member, m.role)),
                 }
             }
+        } else {
+            list.extend(direct.iter().map(|m| (m.member, m.role)));
         }
-    } else {
-        list.extend(w.groups[g].members.iter().map(|m| (m.member, m.role)));
-    }
-    let filtered: Vec<&(MemberRef, &'static str)> = list
+        list.retain(|(_, role)| roles.as_ref().is_none_or(|r| r.contains(*role)));
+        let total = list.len();
+        (list.into_iter().skip(offset).take(limit).collect(), total)
+    };
+    let page: Vec<Value> = chosen
         .iter()
-        .filter(|(_, role)| roles.as_ref().is_none_or(|r| r.contains(*role)))
-        .collect();
-    let page: Vec<Value> = filtered
-        .iter()
-        .skip(offset)
-        .take(limit)
         .filter_map(|(m, role)| match *m {
             MemberRef::User(u) => {
                 let user = &w.users[u];
@@ -834,7 +845,7 @@ async fn list_members(
     if !page.is_empty() {
         body["members"] = Value::Array(page);
     }
-    if offset + limit < filtered.len() {
+    if offset.saturating_add(limit) < total {
         body["nextPageToken"] = json!(encode_token(&[
             "m1".into(),
             w.groups[g].id.clone(),
