@@ -15,6 +15,16 @@
 //! * sign-ins: base64url JSON holding the start time, the newest event time seen, and the
 //!   Reports page token.
 //!
+//! Groups are named by their email address (unique, and what admins type); members are the
+//! direct members of `type: USER` (nested groups and `CUSTOMER` entries are not people). A
+//! group deleted between its groups page and its members is left out.
+//!
+//! An empty answer: Google omits `users` when a page has none. On a later page of the live
+//! listing or anywhere in the deleted listing that is a legal (terminal) page. On the first
+//! page of the live listing it cannot be true, since the admin idbridge acts as is a user of
+//! the account, so it is an error rather than an empty directory (which would make everyone
+//! look like a leaver).
+//!
 //! Custom attributes (`custom_attributes`) are named as follows:
 //! * a top-level scalar field of the user, e.g. `orgUnitPath`, `isAdmin`, `recoveryEmail`;
 //! * `externalIds.<type>` (e.g. `externalIds.organization`; `customType` for `custom`);
@@ -829,7 +839,24 @@ impl Source for GoogleSource {
             "admin/directory/v1/groups/{}/members",
             url::form_urlencoded::byte_serialize(gid.as_bytes()).collect::<String>()
         );
-        let page = self.get_json(self.url(&path, &q)?).await?;
+        let page = match self.get_json(self.url(&path, &q)?).await {
+            Ok(p) => p,
+            Err(SourceError::NotFound { what }) => {
+                // Deleted since its groups page was read: it is simply not there any more.
+                tracing::info!(source = %self.name, group = %gid, detail = %what, "group vanished while listing");
+                buffers().remove(&gid);
+                state.pending.remove(0);
+                state.members_token = None;
+                let done = state.pending.is_empty() && state.groups_token.is_none();
+                return Ok(SourcePage {
+                    items: Vec::new(),
+                    next: (!done).then(|| encode(&state)),
+                    total: None,
+                    checkpoint: None,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let mut ids: Vec<String> = items(&page, "members", "members")?
             .iter()
             .filter(|m| m.get("type").and_then(Value::as_str) == Some("USER"))

@@ -511,6 +511,9 @@ async fn groups_come_with_their_direct_user_members_across_member_pages() {
     }
     let w = sim.world();
     assert_eq!(groups.len(), w.groups.len());
+    // (Every group is listed once.)
+    let ids: BTreeSet<&str> = groups.iter().map(|g| g.external_id.as_str()).collect();
+    assert_eq!(ids.len(), groups.len());
     for g in &w.groups {
         let got = groups
             .iter()
@@ -1367,5 +1370,29 @@ async fn control_routes_change_the_account_and_the_connector_sees_it() {
         .await
         .unwrap();
     assert_eq!(state["users"]["live"], json!(sim.live_users().len()));
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_deleted_while_groups_are_listed_is_left_out_and_the_rest_still_come() {
+    let sim = start(100).await;
+    let src = connector(&config(&sim));
+    let first = src.list_groups(None).await.unwrap();
+    assert!(
+        first.items.is_empty(),
+        "the first call reads the groups page"
+    );
+    let w = sim.world();
+    let gone = w.groups[0].id.clone();
+    assert!(sim.delete_group(&gone));
+    let mut groups = Vec::new();
+    let mut cursor = first.next;
+    while let Some(c) = cursor {
+        let page = src.list_groups(Some(&c)).await.expect("page");
+        groups.extend(page.items);
+        cursor = page.next;
+    }
+    assert_eq!(groups.len(), w.groups.len() - 1);
+    assert!(groups.iter().all(|g| g.external_id != gone));
     sim.stop().await;
 }

@@ -694,6 +694,10 @@ async fn list_groups(State(s): St, headers: HeaderMap, Query(p): Params) -> Resp
             .collect(),
         None => (0..w.groups.len()).collect(),
     };
+    let candidates: Vec<usize> = candidates
+        .into_iter()
+        .filter(|&g| !w.groups[g].deleted)
+        .collect();
     let page: Vec<Value> = candidates
         .iter()
         .skip(offset)

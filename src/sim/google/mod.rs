@@ -334,6 +334,18 @@ impl GoogleSim {
         }
     }
 
+    /// Deletes a group (by id or email); false when there is no such group.
+    pub fn delete_group(&self, key: &str) -> bool {
+        let mut w = self.shared.write();
+        match w.group(key) {
+            Some(g) => {
+                w.groups[g].deleted = true;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Adds a user and returns its id.
     pub fn add_user(&self, user: SimUser) -> String {
         let mut w = self.shared.write();

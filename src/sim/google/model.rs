@@ -77,6 +77,8 @@ pub struct SimGroup {
     pub name: String,
     pub description: String,
     pub members: Vec<SimMember>,
+    /// Deleted: neither listed nor found.
+    pub deleted: bool,
 }
 
 /// One SAML event of the Reports API (`applicationName=saml`).
@@ -343,6 +345,7 @@ impl World {
             name: name.to_owned(),
             description: format!("{name} (simulated)"),
             members: Vec::new(),
+            deleted: false,
         };
         // One group per org unit, everyone in the unit a member.
         let mut by_unit: BTreeMap<String, usize> = BTreeMap::new();
@@ -449,6 +452,7 @@ impl World {
             .get(key)
             .or_else(|| self.group_by_key.get(&key.to_lowercase()))
             .copied()
+            .filter(|&g| !self.groups[g].deleted)
     }
 
     /// Deletes (or undeletes) a user, moving it between the live and deleted sets.
