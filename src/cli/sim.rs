@@ -84,7 +84,27 @@ pub(super) async fn run(command: SimCommand) -> anyhow::Result<()> {
             println!("  admin:       {}", sim.admin_subject());
             println!("  key file:    {} (test-only demo key)", key_file.display());
             println!("  control:     {}/__sim/state", sim.base_url());
-            println!("  config:");
+            // A ready `[sources.google]` section with the key inline (a TOML literal string:
+            // the compact JSON holds no single quote).
+            let compact =
+                serde_json::from_str::<serde_json::Value>(&sim.service_account_key_json())
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
+            let section = format!(
+                "[sources.google]\nkind = \"google\"\nbase_url = \"{}\"\ntoken_url = \"{}\"\nadmin_subject = \"{}\"\napp_name = \"{}\"\nservice_account_key = '{}'\n",
+                sim.base_url(),
+                sim.token_url(),
+                sim.admin_subject(),
+                google::model::CONFLUENCE_APP,
+                compact
+            );
+            let toml_file = key_file.with_extension("toml");
+            std::fs::write(&toml_file, &section)
+                .with_context(|| format!("cannot write {}", toml_file.display()))?;
+            println!(
+                "  config:      {} (a [sources.google] section)",
+                toml_file.display()
+            );
             println!("    [sources.google]");
             println!("    kind = \"google\"");
             println!("    base_url = \"{}\"", sim.base_url());
@@ -92,7 +112,7 @@ pub(super) async fn run(command: SimCommand) -> anyhow::Result<()> {
             println!("    admin_subject = \"{}\"", sim.admin_subject());
             println!("    app_name = \"{}\"", google::model::CONFLUENCE_APP);
             println!(
-                "    (service_account_key: set IDBRIDGE_SOURCES__GOOGLE__SERVICE_ACCOUNT_KEY_FILE={})",
+                "    service_account_key: inline in that file, or IDBRIDGE_SOURCES__GOOGLE__SERVICE_ACCOUNT_KEY_FILE={}",
                 key_file.display()
             );
             println!("press Ctrl-C to stop");
