@@ -71,13 +71,18 @@ pub(super) async fn run(command: SimCommand) -> anyhow::Result<()> {
             port,
         } => {
             let users = options.users;
-            let key_file = options.key_file.clone().unwrap_or_else(|| {
-                std::env::temp_dir().join(format!("idbridge-sim-google-{port}-key.json"))
-            });
-            options.key_file = Some(key_file.clone());
+            let chosen = options.key_file.take();
             let sim = google::start(options, SocketAddr::new(bind, port))
                 .await
                 .with_context(|| format!("cannot listen on {bind}:{port}"))?;
+            let key_file = chosen.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!(
+                    "idbridge-sim-google-{}-key.json",
+                    sim.addr().port()
+                ))
+            });
+            std::fs::write(&key_file, sim.service_account_key_json())
+                .with_context(|| format!("cannot write {}", key_file.display()))?;
             println!("Google Workspace simulator with {users} users");
             println!("  base URL:    {}", sim.base_url());
             println!("  token URL:   {}", sim.token_url());

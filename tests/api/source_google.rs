@@ -1396,3 +1396,73 @@ async fn a_group_deleted_while_groups_are_listed_is_left_out_and_the_rest_still_
     assert!(groups.iter().all(|g| g.external_id != gone));
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_replaced_once_and_the_call_goes_on() {
+    let sim = start(20).await;
+    let src = connector(&config(&sim));
+    src.list_identities(None).await.unwrap();
+    sim.revoke_tokens();
+    let before = sim.core().requests().len();
+    src.list_identities(None).await.expect("refreshed");
+    let after: Vec<(String, u16)> = sim.core().requests()[before..]
+        .iter()
+        .map(|r| (r.path.clone(), r.status))
+        .collect();
+    assert_eq!(
+        after,
+        vec![
+            ("/admin/directory/v1/users".to_owned(), 401),
+            ("/token".to_owned(), 200),
+            ("/admin/directory/v1/users".to_owned(), 200),
+        ]
+    );
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_within_the_reports_ingest_lag_show_up_on_a_later_poll_from_the_checkpoint() {
+    let sim = start(30).await;
+    let src = connector(&config(&sim));
+    let user = sim.live_users()[2].primary_email.clone();
+    let now = sim.core().clock.now();
+    let (early, _) = sim
+        .add_saml_event(
+            &user,
+            "login_success",
+            CONFLUENCE_APP,
+            now - chrono::Duration::minutes(30),
+        )
+        .unwrap();
+    sim.set_report_lag(chrono::Duration::minutes(10));
+    let (late, q) = sim
+        .add_saml_event(
+            &user,
+            "login_success",
+            CONFLUENCE_APP,
+            now - chrono::Duration::minutes(5),
+        )
+        .unwrap();
+    let first = src
+        .sign_ins(Some(&(now - chrono::Duration::hours(1)).to_rfc3339()), None)
+        .await
+        .unwrap();
+    assert!(first.items.iter().any(|s| s.at == early));
+    assert!(
+        first.items.iter().all(|s| s.at != late),
+        "still within the lag"
+    );
+    let checkpoint = first.checkpoint.unwrap();
+    sim.core().clock.advance(chrono::Duration::minutes(15));
+    // The engine overlaps polls; here the window restarts at a time before the late event.
+    let overlap = (DateTime::parse_from_rfc3339(&checkpoint).unwrap()
+        - chrono::Duration::minutes(30))
+    .to_rfc3339();
+    let second = src.sign_ins(Some(&overlap), None).await.unwrap();
+    let late_id = format!(
+        "{}/{q}",
+        late.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
+    assert!(second.items.iter().any(|s| s.event_id == late_id));
+    sim.stop().await;
+}

@@ -11,6 +11,7 @@
 //! * `POST /__sim/quota` `{next?: [reason…], every?: n, reason?}`: quota errors to answer.
 //! * `POST /__sim/dwd` `{scopes: […]}`: the scopes authorised for domain-wide delegation.
 //! * `POST /__sim/report-lag` `{seconds}`: how long events take to show in the Reports API.
+//! * `POST /__sim/tokens/revoke`: forgets every access token handed out (next calls: 401).
 
 use std::sync::Arc;
 
@@ -35,6 +36,13 @@ pub(super) fn routes(shared: Arc<Shared>) -> Router {
         .route("/__sim/quota", post(quota))
         .route("/__sim/dwd", post(dwd))
         .route("/__sim/report-lag", post(report_lag))
+        .route(
+            "/__sim/tokens/revoke",
+            post(|State(s): State<Arc<Shared>>| async move {
+                s.revoke_tokens();
+                StatusCode::NO_CONTENT
+            }),
+        )
         .with_state(shared)
 }
 

@@ -167,6 +167,15 @@ impl Shared {
         self.quota.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Forgets every access token handed out.
+    pub fn revoke_tokens(&self) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clear();
+    }
+
     /// The simulator's own token endpoint URL.
     pub fn token_url(&self) -> String {
         match self.addr.get() {
@@ -404,6 +413,11 @@ impl GoogleSim {
             .dwd_scopes
             .write()
             .unwrap_or_else(|p| p.into_inner()) = scopes.iter().map(|s| (*s).to_owned()).collect();
+    }
+
+    /// Forgets every access token handed out (their next use answers 401 `authError`).
+    pub fn revoke_tokens(&self) {
+        self.shared.revoke_tokens();
     }
 
     /// Sets how long events take to show in the Reports API.
