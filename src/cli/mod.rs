@@ -134,6 +134,19 @@ pub enum SimCommand {
         #[arg(long, default_value_t = 8093)]
         port: u16,
     },
+    /// A Google Workspace account: Admin SDK Directory and Reports APIs, and the OAuth token
+    /// endpoint (service account with domain-wide delegation).
+    #[command(disable_version_flag = true)]
+    Google {
+        #[command(flatten)]
+        options: crate::sim::google::GoogleSimOptions,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// Port to listen on; 0 picks a free one.
+        #[arg(long, default_value_t = 8094)]
+        port: u16,
+    },
 }
 
 /// What to do with targets.

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::SimCommand;
 use crate::app::cancel_on_signals;
-use crate::sim::{atlassian_cloud, confluence_dc, entra, okta};
+use crate::sim::{atlassian_cloud, confluence_dc, entra, google, okta};
 
 /// Runs the simulator `command` names until a shutdown signal.
 pub(super) async fn run(command: SimCommand) -> anyhow::Result<()> {
@@ -125,6 +125,65 @@ pub(super) async fn run(command: SimCommand) -> anyhow::Result<()> {
             println!("    base_url = \"{}\"", sim.base_url());
             println!("    token = \"{}\"", sim.ssws_token());
             println!("    app_id = \"{}\"", sim.app_id());
+            println!("press Ctrl-C to stop");
+            cancel_on_signals(sim.cancel_token());
+            sim.wait().await;
+        }
+        SimCommand::Google {
+            mut options,
+            bind,
+            port,
+        } => {
+            let users = options.users;
+            let chosen = options.key_file.take();
+            let sim = google::start(options, SocketAddr::new(bind, port))
+                .await
+                .with_context(|| format!("cannot listen on {bind}:{port}"))?;
+            let key_file = chosen.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!(
+                    "idbridge-sim-google-{}-key.json",
+                    sim.addr().port()
+                ))
+            });
+            std::fs::write(&key_file, sim.service_account_key_json())
+                .with_context(|| format!("cannot write {}", key_file.display()))?;
+            println!("Google Workspace simulator with {users} users");
+            println!("  base URL:    {}", sim.base_url());
+            println!("  token URL:   {}", sim.token_url());
+            println!("  admin:       {}", sim.admin_subject());
+            println!("  key file:    {} (test-only demo key)", key_file.display());
+            println!("  control:     {}/__sim/state", sim.base_url());
+            // A ready `[sources.google]` section with the key inline (a TOML literal string:
+            // the compact JSON holds no single quote).
+            let compact =
+                serde_json::from_str::<serde_json::Value>(&sim.service_account_key_json())
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
+            let section = format!(
+                "[sources.google]\nkind = \"google\"\nbase_url = \"{}\"\ntoken_url = \"{}\"\nadmin_subject = \"{}\"\napp_name = \"{}\"\nservice_account_key = '{}'\n",
+                sim.base_url(),
+                sim.token_url(),
+                sim.admin_subject(),
+                google::model::CONFLUENCE_APP,
+                compact
+            );
+            let toml_file = key_file.with_extension("toml");
+            std::fs::write(&toml_file, &section)
+                .with_context(|| format!("cannot write {}", toml_file.display()))?;
+            println!(
+                "  config:      {} (a [sources.google] section)",
+                toml_file.display()
+            );
+            println!("    [sources.google]");
+            println!("    kind = \"google\"");
+            println!("    base_url = \"{}\"", sim.base_url());
+            println!("    token_url = \"{}\"", sim.token_url());
+            println!("    admin_subject = \"{}\"", sim.admin_subject());
+            println!("    app_name = \"{}\"", google::model::CONFLUENCE_APP);
+            println!(
+                "    service_account_key: inline in that file, or IDBRIDGE_SOURCES__GOOGLE__SERVICE_ACCOUNT_KEY_FILE={}",
+                key_file.display()
+            );
             println!("press Ctrl-C to stop");
             cancel_on_signals(sim.cancel_token());
             sim.wait().await;

@@ -8,4 +8,5 @@ pub mod atlassian_cloud;
 pub mod common;
 pub mod confluence_dc;
 pub mod entra;
+pub mod google;
 pub mod okta;

@@ -23,6 +23,7 @@ mod sim_confluence_dc;
 mod slapd;
 mod source_csv;
 mod source_entra;
+mod source_google;
 mod source_ldap;
 mod source_okta;
 mod source_sync;
