@@ -28,6 +28,7 @@ mod source_ldap;
 mod source_okta;
 mod source_sync;
 mod sources_cli;
+mod sources_e2e;
 mod store_contract;
 mod target_confluence_cloud;
 mod target_confluence_dc;
