@@ -9,11 +9,13 @@
 //! changes the population (default 100,000); `BENCH_WRITE_SECS` the length of the write run
 //! (default 20). Prints a Markdown table for `docs/benchmarks.md`.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use common::{env_or, fresh_database, postgres_admin, psql, run_measured};
 
 use idbridge::config::{Secret, TargetConfig};
 use idbridge::domain::TargetKind;
@@ -51,23 +53,14 @@ fn main() {
             sync(&sim, &sqlite, users),
         ));
     }
-    let pg = std::env::var("BENCH_DATABASE_URL")
-        .or_else(|_| std::env::var("TEST_DATABASE_URL"))
-        .ok();
-    match pg {
+    match postgres_admin() {
         Some(admin) => {
             let name = "idbridge_bench_inventory";
-            psql(
-                &admin,
-                &format!("drop database if exists {name} with (force)"),
-            );
-            psql(&admin, &format!("create database {name}"));
-            let mut url = url::Url::parse(&admin).expect("database URL");
-            url.set_path(name);
+            let url = fresh_database(&admin, name);
             for pass in ["first inventory (all new)", "second inventory (unchanged)"] {
                 rows.push((
                     format!("{users} accounts into PostgreSQL, {pass}"),
-                    sync(&sim, url.as_str(), users),
+                    sync(&sim, &url, users),
                 ));
             }
             psql(
@@ -91,13 +84,6 @@ fn main() {
     for (k, v) in rows {
         println!("| {k} | {v} |");
     }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// `idbridge sim confluence-dc` as a child process; stopped when dropped.
@@ -170,62 +156,27 @@ impl Drop for SimProcess {
 
 /// Runs `idbridge sync target bench` once and reports its throughput and peak memory.
 fn sync(sim: &SimProcess, database_url: &str, users: usize) -> String {
-    let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_idbridge"))
-        .args(["sync", "target", "bench"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_idbridge"));
+    cmd.args(["sync", "target", "bench"])
         .env("IDBRIDGE_DATABASE__URL", database_url)
         .env("IDBRIDGE_LOG__FILTER", "warn")
         .env("IDBRIDGE_TARGETS__BENCH__KIND", "confluence_dc")
         .env("IDBRIDGE_TARGETS__BENCH__BASE_URL", sim.base_url())
         .env("IDBRIDGE_TARGETS__BENCH__TOKEN", sim.pat())
-        .env("IDBRIDGE_TARGETS__BENCH__PAGE_SIZE", "1000")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn idbridge");
-    let pid = child.id();
-    let peak = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let (peak, done) = (peak.clone(), done.clone());
-        std::thread::spawn(move || {
-            // VmHWM only grows, so the last reading before exit is the peak.
-            while !done.load(Ordering::Relaxed) {
-                if let Some(kb) = vm_hwm_kb(pid) {
-                    peak.fetch_max(kb, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        })
-    };
-    let out = child.wait_with_output().expect("idbridge runs");
-    let took = started.elapsed();
-    done.store(true, Ordering::Relaxed);
-    let _ = watcher.join();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        .env("IDBRIDGE_TARGETS__BENCH__PAGE_SIZE", "1000");
+    let run = run_measured(cmd);
+    let stdout = String::from_utf8_lossy(&run.output.stdout);
     assert!(
-        out.status.success() && stdout.contains(&format!("complete — {users} accounts")),
+        run.output.status.success() && stdout.contains(&format!("complete — {users} accounts")),
         "sync failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&run.output.stderr)
     );
     format!(
         "{:.2} s end to end, {:.0} accounts/s; peak RSS {:.1} MB",
-        took.as_secs_f64(),
-        users as f64 / took.as_secs_f64(),
-        peak.load(Ordering::Relaxed) as f64 / 1024.0
+        run.seconds,
+        users as f64 / run.seconds,
+        run.peak_rss_mb
     )
-}
-
-fn vm_hwm_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// Disables and re-enables accounts for `length` against a simulator that allows 50
@@ -301,13 +252,4 @@ async fn writes(length: Duration) -> String {
         requests as f64 / took,
         calls as f64 / took
     )
-}
-
-fn psql(url: &str, sql: &str) {
-    let status = Command::new("psql")
-        .args([url, "-qtAc", sql])
-        .stdout(Stdio::null())
-        .status()
-        .expect("run psql");
-    assert!(status.success(), "psql failed: {sql}");
 }

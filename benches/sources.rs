@@ -8,14 +8,20 @@
 //! `TEST_DATABASE_URL`). `BENCH_USERS` changes the population (default 100,000). Prints a
 //! Markdown table for `docs/benchmarks.md`.
 
-use std::process::{Command, Stdio};
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
+
+use common::{env_or, fresh_database, postgres_admin, psql, run_measured};
 
 use idbridge::clock::SystemClock;
 use idbridge::config::{DatabaseConfig, DatabaseUrl};
 use idbridge::domain::{IdentityStatus, SourceKind};
 use idbridge::engine::sources::{SourceSyncOptions, sync_source};
+use idbridge::sim::{entra, google, okta};
 use idbridge::sources::{
     Change, SignIn, Source, SourceCheck, SourceError, SourceGroup, SourceIdentity, SourcePage,
 };
@@ -35,20 +41,10 @@ fn main() {
     let mut rows: Vec<(String, String)> = Vec::new();
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = format!("sqlite://{}", dir.path().join("sources.db").display());
-    let pg = std::env::var("BENCH_DATABASE_URL")
-        .or_else(|_| std::env::var("TEST_DATABASE_URL"))
-        .ok();
-    let pg_url = pg.as_ref().map(|admin| {
-        let name = "idbridge_bench_sources";
-        psql(
-            admin,
-            &format!("drop database if exists {name} with (force)"),
-        );
-        psql(admin, &format!("create database {name}"));
-        let mut url = url::Url::parse(admin).expect("database URL");
-        url.set_path(name);
-        url.to_string()
-    });
+    let pg = postgres_admin();
+    let pg_url = pg
+        .as_ref()
+        .map(|admin| fresh_database(admin, "idbridge_bench_sources"));
 
     let mut backends = vec![("SQLite", sqlite.clone())];
     if let Some(u) = &pg_url {
@@ -70,6 +66,75 @@ fn main() {
         ));
     }
 
+    let only: Option<String> = std::env::var("BENCH_SOURCES").ok();
+    for kind in [Idp::Okta, Idp::Entra, Idp::Google] {
+        if only.as_deref().is_some_and(|o| !o.contains(kind.name())) {
+            continue;
+        }
+        // No latency: throughput and memory into each backend, then an incremental sync
+        // after 1 % of the people changed.
+        let sim = rt.block_on(Sim::start(kind, users, 0));
+        for (label, url) in &backends {
+            for pass in ["all new", "unchanged"] {
+                let r = sim.sync(url, false);
+                rows.push((
+                    format!("{} {users} people into {label}, {pass}", kind.name()),
+                    format!(
+                        "{:.2} s, {:.0} people/s, {} requests; peak RSS {:.1} MB",
+                        r.seconds,
+                        users as f64 / r.seconds,
+                        r.requests,
+                        r.peak_rss_mb
+                    ),
+                ));
+            }
+        }
+        let full = sim.sync(&sqlite, false);
+        match sim.churn(users / 100) {
+            Some(changed) => {
+                let inc = sim.sync(&sqlite, true);
+                rows.push((
+                    format!(
+                        "{} incremental sync after {changed} of {users} changed (SQLite)",
+                        kind.name()
+                    ),
+                    format!(
+                        "{:.2} s = {:.1} % of a full sync ({:.2} s); {} requests",
+                        inc.seconds,
+                        inc.seconds / full.seconds * 100.0,
+                        full.seconds,
+                        inc.requests
+                    ),
+                ));
+            }
+            None => rows.push((
+                format!("{} incremental sync", kind.name()),
+                "not applicable: the Directory API has no changed-since listing for users; \
+                 every sync is a full scan"
+                    .into(),
+            )),
+        }
+        rt.block_on(sim.stop());
+
+        // 100 ms per request: the wall time against requests × latency.
+        let sim = rt.block_on(Sim::start(kind, users, 100));
+        let r = sim.sync(&sqlite, false);
+        let floor = r.requests as f64 * 0.1;
+        rows.push((
+            format!(
+                "{} {users} people, 100 ms per request (SQLite)",
+                kind.name()
+            ),
+            format!(
+                "{:.1} s for {} requests: {:.1} % over requests × latency ({floor:.1} s)",
+                r.seconds,
+                r.requests,
+                (r.seconds / floor - 1.0) * 100.0
+            ),
+        ));
+        rt.block_on(sim.stop());
+    }
+
     println!("| measure | result |\n|---|---|");
     for (k, v) in rows {
         println!("| {k} | {v} |");
@@ -80,13 +145,6 @@ fn main() {
             "drop database if exists idbridge_bench_sources with (force)",
         );
     }
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// A source that makes its people up, page by page, as fast as it can.
@@ -179,11 +237,171 @@ async fn in_memory(url: &str, users: usize) -> f64 {
     took
 }
 
-fn psql(url: &str, sql: &str) {
-    let status = Command::new("psql")
-        .args([url, "-qtAc", sql])
-        .stdout(Stdio::null())
-        .status()
-        .expect("run psql");
-    assert!(status.success(), "psql failed: {sql}");
+#[derive(Clone, Copy, PartialEq)]
+enum Idp {
+    Okta,
+    Entra,
+    Google,
+}
+
+impl Idp {
+    fn name(self) -> &'static str {
+        match self {
+            Idp::Okta => "okta",
+            Idp::Entra => "entra",
+            Idp::Google => "google",
+        }
+    }
+}
+
+/// A simulator running in this process.
+enum Running {
+    Okta(okta::OktaSim),
+    Entra(entra::EntraSim),
+    Google(google::GoogleSim),
+}
+
+/// A simulator and the environment that points idbridge at it.
+struct Sim {
+    kind: Idp,
+    running: Running,
+    env: Vec<(String, String)>,
+}
+
+/// One `idbridge sync source` run.
+struct Run {
+    seconds: f64,
+    requests: usize,
+    peak_rss_mb: f64,
+}
+
+impl Sim {
+    async fn start(kind: Idp, users: usize, latency_ms: u64) -> Sim {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let key = |k: &str| format!("IDBRIDGE_SOURCES__BENCH__{k}");
+        let mut env = vec![
+            (key("KIND"), kind.name().to_owned()),
+            (key("PAGE_SIZE"), "1000".to_owned()),
+        ];
+        let running = match kind {
+            Idp::Okta => {
+                let sim = okta::start(
+                    okta::OktaSimOptions {
+                        users,
+                        latency_ms,
+                        rate_limit: Some(1_000_000_000),
+                        ..okta::OktaSimOptions::default()
+                    },
+                    addr,
+                )
+                .await
+                .expect("okta simulator");
+                env.push((key("BASE_URL"), sim.base_url()));
+                env.push((key("TOKEN"), sim.ssws_token()));
+                env.push((key("APP_ID"), sim.app_id().to_owned()));
+                Running::Okta(sim)
+            }
+            Idp::Entra => {
+                let sim = entra::start(
+                    entra::EntraSimOptions {
+                        users,
+                        latency_ms,
+                        ..entra::EntraSimOptions::default()
+                    },
+                    addr,
+                )
+                .await
+                .expect("entra simulator");
+                env.push((key("BASE_URL"), sim.base_url()));
+                env.push((key("TOKEN_URL"), sim.token_url()));
+                env.push((key("TENANT_ID"), sim.tenant_id()));
+                env.push((key("CLIENT_ID"), sim.client_id().to_owned()));
+                env.push((key("CLIENT_SECRET"), sim.client_secret()));
+                env.push((key("APP_ID"), sim.app_id().to_owned()));
+                Running::Entra(sim)
+            }
+            Idp::Google => {
+                let sim = google::start(
+                    google::GoogleSimOptions {
+                        users,
+                        latency_ms,
+                        ..google::GoogleSimOptions::default()
+                    },
+                    addr,
+                )
+                .await
+                .expect("google simulator");
+                env.push((key("BASE_URL"), sim.base_url()));
+                env.push((key("TOKEN_URL"), sim.token_url()));
+                env.push((key("SERVICE_ACCOUNT_KEY"), sim.service_account_key_json()));
+                env.push((key("ADMIN_SUBJECT"), sim.admin_subject()));
+                env.push((key("APP_NAME"), "Atlassian Cloud".to_owned()));
+                Running::Google(sim)
+            }
+        };
+        Sim { kind, running, env }
+    }
+
+    fn requests(&self) -> usize {
+        match &self.running {
+            Running::Okta(s) => s.core().requests().len(),
+            Running::Entra(s) => s.core().requests().len(),
+            Running::Google(s) => s.core().requests().len(),
+        }
+    }
+
+    /// Runs `idbridge sync source bench [--incremental] --json` into `database_url`.
+    fn sync(&self, database_url: &str, incremental: bool) -> Run {
+        let before = self.requests();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_idbridge"));
+        cmd.args(["sync", "source", "bench", "--json"])
+            .env("IDBRIDGE_DATABASE__URL", database_url)
+            .env("IDBRIDGE_LOG__FILTER", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        if incremental {
+            cmd.arg("--incremental");
+        }
+        let run = run_measured(cmd);
+        let stdout = String::from_utf8_lossy(&run.output.stdout);
+        assert!(
+            run.output.status.success(),
+            "{} sync failed: {stdout}{}",
+            self.kind.name(),
+            String::from_utf8_lossy(&run.output.stderr)
+        );
+        Run {
+            seconds: run.seconds,
+            requests: self.requests() - before,
+            peak_rss_mb: run.peak_rss_mb,
+        }
+    }
+
+    /// Changes `n` people where the IdP can list changes; `None` where it cannot.
+    fn churn(&self, n: usize) -> Option<usize> {
+        match &self.running {
+            Running::Okta(s) => {
+                let ids: Vec<String> = s.users().into_iter().take(n).map(|u| u.id).collect();
+                for id in &ids {
+                    s.update_user(id, |u| u.first_name.push('x'));
+                }
+                Some(ids.len())
+            }
+            Running::Entra(s) => {
+                let ids: Vec<String> = s.users().into_iter().take(n).map(|u| u.id).collect();
+                for id in &ids {
+                    s.update_user(id, |u| u.display_name.push('x'));
+                }
+                Some(ids.len())
+            }
+            Running::Google(_) => None,
+        }
+    }
+
+    async fn stop(self) {
+        match self.running {
+            Running::Okta(s) => s.stop().await,
+            Running::Entra(s) => s.stop().await,
+            Running::Google(s) => s.stop().await,
+        }
+    }
 }
