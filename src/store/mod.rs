@@ -17,6 +17,7 @@
 mod accounts;
 mod audit;
 mod confluence_db;
+#[macro_use]
 mod identities;
 mod links;
 mod scim;

@@ -55,19 +55,6 @@ const BATCH_ROWS: usize = 500;
 /// Bound values per identity row in the SQLite upsert.
 const IDENTITY_PARAMS: usize = 16;
 
-/// True when an upsert changes what the source says (not merely when it was last seen).
-macro_rules! changed {
-    () => {
-        "(identities.user_name is distinct from excluded.user_name \
-          or identities.email is distinct from excluded.email \
-          or identities.display_name is distinct from excluded.display_name \
-          or identities.status is distinct from excluded.status \
-          or identities.idp_created_at is distinct from excluded.idp_created_at \
-          or identities.last_login_at is distinct from excluded.last_login_at \
-          or identities.attributes is distinct from excluded.attributes)"
-    };
-}
-
 /// Take the source's values; move `status_changed_at` only when the status changed, and
 /// `version`/`updated_at` only when anything did. A page read by an incremental listing has
 /// no snapshot and leaves the identity's last snapshot alone; it also keeps a known last
@@ -92,9 +79,9 @@ macro_rules! conflict {
                last_seen_at = excluded.last_seen_at, \
                last_snapshot_id = coalesce(excluded.last_snapshot_id, identities.last_snapshot_id), \
                version = identities.version + case when ",
-            changed!(),
+            identity_changed!(),
             " then 1 else 0 end, updated_at = case when ",
-            changed!(),
+            identity_changed!(),
             " then excluded.updated_at else identities.updated_at end"
         )
     };
