@@ -339,6 +339,14 @@ pub async fn sync_source<S: Source>(
             "people: the source announced {total} but listed {count}"
         ));
     }
+    if count > 0 && with_last_login == 0 {
+        notes.push(
+            "no last-login time came from this source for anyone (for Entra ID: a tenant \
+             without P1/P2 or an app without AuditLog.Read.All); inactivity must come from \
+             sign-in events or Confluence"
+                .into(),
+        );
+    }
     if !unknown.is_empty() {
         notes.push(format!(
             "statuses idbridge does not know were recorded as unknown (never a leaver): {}",

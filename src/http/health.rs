@@ -56,6 +56,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
                     "finished_at": s.finished_at,
                     "reason": s.reason,
                     "last_complete_at": s.last_complete_at,
+                    "notes": s.notes,
                 });
                 if s.kind == "source" {
                     sources.insert(s.name, entry);

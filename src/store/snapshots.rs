@@ -193,6 +193,8 @@ pub struct SnapshotSummary {
     pub reason: Option<String>,
     /// When the last complete snapshot finished (the one removals are planned from).
     pub last_complete_at: Option<DateTime<Utc>>,
+    /// What the sync noted beside completeness (no last-login data, unknown statuses, …).
+    pub notes: Vec<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -241,6 +243,18 @@ impl Store {
                         .and_then(Value::as_str)
                         .map(str::to_owned),
                     last_complete_at: r.last_complete_at,
+                    notes: r
+                        .detail
+                        .0
+                        .get("notes")
+                        .and_then(Value::as_array)
+                        .map(|n| {
+                            n.iter()
+                                .filter_map(Value::as_str)
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 })
             })
             .collect()

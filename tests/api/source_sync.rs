@@ -794,6 +794,22 @@ async fn readiness_detail_and_metrics_name_a_source_whose_latest_snapshot_is_inc
     .await
     .unwrap();
 
+    // A source that gives no last-login times at all is complete, with a note saying so.
+    let quiet = app
+        .store
+        .ensure_source("entra", SourceKind::Entra)
+        .await
+        .unwrap();
+    let mut no_logins = FakeSource::new(12, Flaw::None);
+    for p in &mut no_logins.people {
+        p.last_login_at = None;
+    }
+    assert!(
+        sync_source(&app.store, &quiet, &no_logins, &opts)
+            .await
+            .unwrap()
+            .is_complete()
+    );
     let res = app.get("/readyz").await;
     assert_eq!(
         res.status(),
@@ -813,6 +829,19 @@ async fn readiness_detail_and_metrics_name_a_source_whose_latest_snapshot_is_inc
     assert_eq!(
         body["sources"]["okta"]["last_complete_at"],
         serde_json::Value::Null
+    );
+    assert_eq!(body["sources"]["entra"]["snapshot"], "complete");
+    assert!(
+        body["sources"]["entra"]["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("no last-login time came from this source"),
+        "{body}"
+    );
+    assert!(
+        !body["sources"]["google"]["notes"]
+            .to_string()
+            .contains("no last-login time")
     );
     assert_eq!(body["sources"]["google"]["snapshot"], "complete");
     assert_eq!(body["sources"]["google"]["items"], 12);
