@@ -53,17 +53,23 @@ fn main() {
     for (label, url) in &backends {
         for pass in ["all new", "unchanged"] {
             let took = rt.block_on(in_memory(url, users));
-            rows.push((
-                format!("{users} people from an in-memory source into {label}, {pass}"),
-                format!("{:.2} s, {:.0} people/s", took, users as f64 / took),
-            ));
+            push(
+                &mut rows,
+                (
+                    format!("{users} people from an in-memory source into {label}, {pass}"),
+                    format!("{:.2} s, {:.0} people/s", took, users as f64 / took),
+                ),
+            );
         }
     }
     if pg.is_none() {
-        rows.push((
-            "PostgreSQL".into(),
-            "skipped: set BENCH_DATABASE_URL".into(),
-        ));
+        push(
+            &mut rows,
+            (
+                "PostgreSQL".into(),
+                "skipped: set BENCH_DATABASE_URL".into(),
+            ),
+        );
     }
 
     let only: Option<String> = std::env::var("BENCH_SOURCES").ok();
@@ -77,42 +83,51 @@ fn main() {
         for (label, url) in &backends {
             for pass in ["all new", "unchanged"] {
                 let r = sim.sync(url, false);
-                rows.push((
-                    format!("{} {users} people into {label}, {pass}", kind.name()),
-                    format!(
-                        "{:.2} s, {:.0} people/s, {} requests; peak RSS {:.1} MB",
-                        r.seconds,
-                        users as f64 / r.seconds,
-                        r.requests,
-                        r.peak_rss_mb
+                push(
+                    &mut rows,
+                    (
+                        format!("{} {users} people into {label}, {pass}", kind.name()),
+                        format!(
+                            "{:.2} s, {:.0} people/s, {} requests; peak RSS {:.1} MB",
+                            r.seconds,
+                            users as f64 / r.seconds,
+                            r.requests,
+                            r.peak_rss_mb
+                        ),
                     ),
-                ));
+                );
             }
         }
         let full = sim.sync(&sqlite, false);
         match sim.churn(users / 100) {
             Some(changed) => {
                 let inc = sim.sync(&sqlite, true);
-                rows.push((
-                    format!(
-                        "{} incremental sync after {changed} of {users} changed (SQLite)",
-                        kind.name()
+                push(
+                    &mut rows,
+                    (
+                        format!(
+                            "{} incremental sync after {changed} of {users} changed (SQLite)",
+                            kind.name()
+                        ),
+                        format!(
+                            "{:.2} s = {:.1} % of a full sync ({:.2} s); {} requests",
+                            inc.seconds,
+                            inc.seconds / full.seconds * 100.0,
+                            full.seconds,
+                            inc.requests
+                        ),
                     ),
-                    format!(
-                        "{:.2} s = {:.1} % of a full sync ({:.2} s); {} requests",
-                        inc.seconds,
-                        inc.seconds / full.seconds * 100.0,
-                        full.seconds,
-                        inc.requests
-                    ),
-                ));
+                );
             }
-            None => rows.push((
-                format!("{} incremental sync", kind.name()),
-                "not applicable: the Directory API has no changed-since listing for users; \
+            None => push(
+                &mut rows,
+                (
+                    format!("{} incremental sync", kind.name()),
+                    "not applicable: the Directory API has no changed-since listing for users; \
                  every sync is a full scan"
-                    .into(),
-            )),
+                        .into(),
+                ),
+            ),
         }
         rt.block_on(sim.stop());
 
@@ -120,18 +135,21 @@ fn main() {
         let sim = rt.block_on(Sim::start(kind, users, 100));
         let r = sim.sync(&sqlite, false);
         let floor = r.requests as f64 * 0.1;
-        rows.push((
-            format!(
-                "{} {users} people, 100 ms per request (SQLite)",
-                kind.name()
+        push(
+            &mut rows,
+            (
+                format!(
+                    "{} {users} people, 100 ms per request (SQLite)",
+                    kind.name()
+                ),
+                format!(
+                    "{:.1} s for {} requests: {:.1} % over requests × latency ({floor:.1} s)",
+                    r.seconds,
+                    r.requests,
+                    (r.seconds / floor - 1.0) * 100.0
+                ),
             ),
-            format!(
-                "{:.1} s for {} requests: {:.1} % over requests × latency ({floor:.1} s)",
-                r.seconds,
-                r.requests,
-                (r.seconds / floor - 1.0) * 100.0
-            ),
-        ));
+        );
         rt.block_on(sim.stop());
     }
 
@@ -219,7 +237,7 @@ async fn in_memory(url: &str, users: usize) -> f64 {
         .expect("store");
     store.migrate().await.expect("migrate");
     let record = store
-        .ensure_source("bench", SourceKind::Okta)
+        .ensure_source("synthetic", SourceKind::Okta)
         .await
         .expect("source");
     let started = Instant::now();
@@ -278,7 +296,7 @@ struct Run {
 impl Sim {
     async fn start(kind: Idp, users: usize, latency_ms: u64) -> Sim {
         let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        let key = |k: &str| format!("IDBRIDGE_SOURCES__BENCH__{k}");
+        let key = |k: &str| format!("IDBRIDGE_SOURCES__{}__{k}", kind.name().to_uppercase());
         let mut env = vec![
             (key("KIND"), kind.name().to_owned()),
             (key("PAGE_SIZE"), "1000".to_owned()),
@@ -350,11 +368,11 @@ impl Sim {
         }
     }
 
-    /// Runs `idbridge sync source bench [--incremental] --json` into `database_url`.
+    /// Runs `idbridge sync source <kind> [--incremental] --json` into `database_url`.
     fn sync(&self, database_url: &str, incremental: bool) -> Run {
         let before = self.requests();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_idbridge"));
-        cmd.args(["sync", "source", "bench", "--json"])
+        cmd.args(["sync", "source", self.kind.name(), "--json"])
             .env("IDBRIDGE_DATABASE__URL", database_url)
             .env("IDBRIDGE_LOG__FILTER", "warn")
             .envs(self.env.iter().map(|(k, v)| (k, v)));
@@ -404,4 +422,10 @@ impl Sim {
             Running::Google(s) => s.stop().await,
         }
     }
+}
+
+/// Records a result row, and shows it at once (a long run keeps what it measured).
+fn push(rows: &mut Vec<(String, String)>, row: (String, String)) {
+    eprintln!("| {} | {} |", row.0, row.1);
+    rows.push(row);
 }

@@ -183,7 +183,8 @@ async fn read_groups<S: Source>(
     let mut view = GroupView::default();
     let mut pager = Pager::new("groups", opts.max_pages);
     let mut cursor: Option<String> = None;
-    let mut seen = HashSet::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut seen: Vec<HashSet<String>> = Vec::new();
     loop {
         if let Err(why) = pager.next(&cursor) {
             problems.push(why);
@@ -204,25 +205,32 @@ async fn read_groups<S: Source>(
             }
         };
         for g in page.items {
-            if !seen.insert(g.external_id.clone()) {
-                problems.push(format!(
-                    "groups: `{}` was listed twice (pages shifted while being read)",
-                    g.external_id
-                ));
-                continue;
+            // A group seen again carries more of its members (a large group comes in parts);
+            // each member is recorded once.
+            let at = match index.get(&g.external_id) {
+                Some(&at) => at,
+                None => {
+                    index.insert(g.external_id.clone(), view.groups.len());
+                    view.names.insert(g.external_id.clone(), g.name.clone());
+                    view.groups.push(NewSourceGroup {
+                        external_id: g.external_id,
+                        name: g.name,
+                        members: Vec::new(),
+                    });
+                    seen.push(HashSet::new());
+                    view.groups.len() - 1
+                }
+            };
+            let group = &mut view.groups[at];
+            for m in g.members {
+                if seen[at].insert(m.clone()) {
+                    view.by_member
+                        .entry(m.clone())
+                        .or_default()
+                        .push(group.name.clone());
+                    group.members.push(m);
+                }
             }
-            for m in &g.members {
-                view.by_member
-                    .entry(m.clone())
-                    .or_default()
-                    .push(g.name.clone());
-            }
-            view.names.insert(g.external_id.clone(), g.name.clone());
-            view.groups.push(NewSourceGroup {
-                external_id: g.external_id,
-                name: g.name,
-                members: g.members,
-            });
         }
         match page.next {
             Some(n) => cursor = Some(n),

@@ -595,9 +595,6 @@ struct GroupCursor {
     /// The next member page of `queue[0]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     members_next: Option<String>,
-    /// Members of `queue[0]` read so far.
-    #[serde(default)]
-    members: Vec<String>,
     /// Whether the first `/groups` page was read.
     #[serde(default)]
     started: bool,
@@ -839,25 +836,27 @@ impl Source for EntraSource {
                 )?,
             };
             let page = self.page(url).await?;
-            for m in &page.value {
-                if let Some(id) = m.get("id").and_then(Value::as_str)
-                    && !cur.members.iter().any(|x| x == id)
-                {
-                    cur.members.push(id.to_owned());
-                }
-            }
+            let mut seen = std::collections::HashSet::new();
+            let members: Vec<String> = page
+                .value
+                .iter()
+                .filter_map(|m| m.get("id").and_then(Value::as_str))
+                .filter(|id| seen.insert(*id))
+                .map(str::to_owned)
+                .collect();
+            // Each member page is handed back as it comes, as a part of its group; the engine
+            // joins the parts. Nothing of a group's membership rides in the cursor.
+            items.push(SourceGroup {
+                external_id: gid,
+                name: gname,
+                members,
+            });
             match page.next_link {
                 Some(n) => {
                     cur.members_next = Some(n);
-                    // Hand back what is done; the rest of this group's members come next call.
                     break;
                 }
                 None => {
-                    items.push(SourceGroup {
-                        external_id: gid,
-                        name: gname,
-                        members: std::mem::take(&mut cur.members),
-                    });
                     cur.members_next = None;
                     cur.queue.remove(0);
                     done += 1;

@@ -237,7 +237,8 @@ pub trait Source: Send + Sync {
         cursor: Option<&str>,
     ) -> impl Future<Output = Result<SourcePage<SourceIdentity>, SourceError>> + Send;
 
-    /// One page of groups with their direct members.
+    /// One page of groups with their direct members. A large group may come as several
+    /// items with the same id, each carrying a part of its members; the engine joins them.
     fn list_groups(
         &self,
         cursor: Option<&str>,

@@ -361,7 +361,7 @@ async fn a_revoked_or_wrong_token_is_an_unauthorized_error_naming_e0000011() {
 
 #[tokio::test]
 async fn groups_carry_every_member_across_member_pages() {
-    let sim = start(450).await;
+    let sim = start(2_100).await;
     let src = source(&ssws(&sim));
     let mut groups = Vec::new();
     let mut cursor: Option<String> = None;
@@ -384,8 +384,8 @@ async fn groups_carry_every_member_across_member_pages() {
     }
     let everyone = expected.iter().find(|g| g.kind == "BUILT_IN").unwrap();
     assert!(
-        everyone.members.len() > 400,
-        "Everyone spans several member pages"
+        everyone.members.len() > 2_000,
+        "Everyone spans several member pages of 1,000"
     );
 }
 

@@ -147,11 +147,19 @@ impl Source for FakeSource {
             Some(_) if self.flaw == Flaw::BrokenGroups => Err(SourceError::Forbidden {
                 detail: "the token lacks the scope `okta.groups.read`".into(),
             }),
-            Some(_) => Ok(SourcePage::last(vec![SourceGroup {
-                external_id: "00g2".into(),
-                name: "Contractors".into(),
-                members: vec!["00u00002".into()],
-            }])),
+            Some(_) => Ok(SourcePage::last(vec![
+                // The rest of Engineering's members, as a large group arrives in parts.
+                SourceGroup {
+                    external_id: "00g1".into(),
+                    name: "Engineering".into(),
+                    members: vec!["00u00002".into(), "00u00003".into()],
+                },
+                SourceGroup {
+                    external_id: "00g2".into(),
+                    name: "Contractors".into(),
+                    members: vec!["00u00002".into()],
+                },
+            ])),
         }
     }
 
@@ -276,8 +284,12 @@ async fn a_whole_listing_is_stored_as_a_complete_snapshot_with_statuses_groups_a
         "LOCKED_OUT is not a leaver"
     );
     assert_eq!(p1.email.as_deref(), Some("user00001@example.com"));
+    let p3 = people.iter().find(|p| p.external_id == "00u00003").unwrap();
+    assert_eq!(p3.attributes["groups"], serde_json::json!(["Engineering"]));
     let groups = store.source_groups(record.id).await.unwrap();
     assert_eq!(groups.len(), 2);
+    let engineering = groups.iter().find(|g| g.1 == "Engineering").unwrap();
+    assert_eq!(engineering.2, 3, "members joined across parts, each once");
     assert_eq!(
         store
             .source_checkpoint(record.id, Stream::Changes)
