@@ -113,7 +113,7 @@ pub enum SourceSyncError {
 
 /// What the record of `i` stores: the fields idbridge links and decides on as columns, the
 /// rest (raw status, all emails, names, groups, custom attributes) in `attributes`.
-fn new_identity(record: &SourceRecord, i: SourceIdentity, group_names: &[String]) -> NewIdentity {
+fn new_identity(record: &SourceRecord, i: SourceIdentity) -> NewIdentity {
     let mut attrs = serde_json::Map::new();
     attrs.insert("raw_status".into(), Value::String(i.raw_status));
     if !i.emails.is_empty() {
@@ -125,8 +125,10 @@ fn new_identity(record: &SourceRecord, i: SourceIdentity, group_names: &[String]
     if let Some(f) = &i.family_name {
         attrs.insert("family_name".into(), json!(f));
     }
-    if !group_names.is_empty() {
-        attrs.insert("groups".into(), json!(group_names));
+    if !i.groups.is_empty() {
+        // As the person's record names them (LDAP `memberOf` DNs, CSV group names); the
+        // group listings' memberships are in `source_groups`.
+        attrs.insert("groups".into(), json!(i.groups));
     }
     if !i.attributes.is_empty() {
         attrs.insert("custom".into(), json!(i.attributes));
@@ -147,31 +149,25 @@ fn new_identity(record: &SourceRecord, i: SourceIdentity, group_names: &[String]
     }
 }
 
-/// Groups as read before the people, so each person's record carries their group names.
+/// What the people listing found.
+struct People {
+    pages: u64,
+    count: u64,
+    announced: Option<u64>,
+    terminal: bool,
+    checkpoint: Option<String>,
+    listing_error: Option<String>,
+    first_error: Option<SourceError>,
+    statuses: BTreeMap<String, u64>,
+    unknown: BTreeMap<String, u64>,
+    with_last_login: u64,
+}
+
+/// Groups with their members, as the group listing reported them.
 #[derive(Default)]
 struct GroupView {
     groups: Vec<NewSourceGroup>,
-    names: HashMap<String, String>,
-    by_member: HashMap<String, Vec<String>>,
     pages: u64,
-}
-
-impl GroupView {
-    fn names_for(&self, i: &SourceIdentity) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .by_member
-            .get(&i.external_id)
-            .cloned()
-            .unwrap_or_default();
-        for g in &i.groups {
-            let name = self.names.get(g).cloned().unwrap_or_else(|| g.clone());
-            if !out.contains(&name) {
-                out.push(name);
-            }
-        }
-        out.sort();
-        out
-    }
 }
 
 async fn read_groups<S: Source>(
@@ -211,7 +207,6 @@ async fn read_groups<S: Source>(
                 Some(&at) => at,
                 None => {
                     index.insert(g.external_id.clone(), view.groups.len());
-                    view.names.insert(g.external_id.clone(), g.name.clone());
                     view.groups.push(NewSourceGroup {
                         external_id: g.external_id,
                         name: g.name,
@@ -224,10 +219,6 @@ async fn read_groups<S: Source>(
             let group = &mut view.groups[at];
             for m in g.members {
                 if seen[at].insert(m.clone()) {
-                    view.by_member
-                        .entry(m.clone())
-                        .or_default()
-                        .push(group.name.clone());
                     group.members.push(m);
                 }
             }
@@ -254,88 +245,124 @@ pub async fn sync_source<S: Source>(
     let mut problems: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
 
-    let view = if opts.groups {
-        read_groups(source, opts, &mut problems, &mut notes).await
-    } else {
-        GroupView::default()
+    // Groups and people are read side by side: memberships live with the groups, so neither
+    // listing waits for the other.
+    let mut group_problems: Vec<String> = Vec::new();
+    let mut group_notes: Vec<String> = Vec::new();
+    let groups_read = async {
+        if opts.groups {
+            read_groups(source, opts, &mut group_problems, &mut group_notes).await
+        } else {
+            GroupView::default()
+        }
     };
-
-    let mut pager = Pager::new("people", opts.max_pages);
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut count: u64 = 0;
-    let mut announced: Option<u64> = None;
-    let mut terminal = false;
-    let mut checkpoint: Option<String> = None;
-    let mut listing_error: Option<String> = None;
-    let mut first_error: Option<SourceError> = None;
-    let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
-    let mut unknown: BTreeMap<String, u64> = BTreeMap::new();
-    let mut with_last_login = 0u64;
-    let mut fetched = match pager.next(&None) {
-        Ok(()) => source.list_identities(None).await,
-        Err(why) => Err(SourceError::Config(why)),
-    };
-    loop {
-        let page = match fetched {
-            Ok(p) => p,
-            Err(e) => {
-                listing_error = Some(format!("people: listing stopped after {count}: {e}"));
-                if pager.pages == 1 {
-                    first_error = Some(e);
+    let mut people_problems: Vec<String> = Vec::new();
+    let people_read = async {
+        let mut pager = Pager::new("people", opts.max_pages);
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut count: u64 = 0;
+        let mut announced: Option<u64> = None;
+        let mut terminal = false;
+        let mut checkpoint: Option<String> = None;
+        let mut listing_error: Option<String> = None;
+        let mut first_error: Option<SourceError> = None;
+        let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
+        let mut unknown: BTreeMap<String, u64> = BTreeMap::new();
+        let mut with_last_login = 0u64;
+        let mut fetched = match pager.next(&None) {
+            Ok(()) => source.list_identities(None).await,
+            Err(why) => Err(SourceError::Config(why)),
+        };
+        loop {
+            let page = match fetched {
+                Ok(p) => p,
+                Err(e) => {
+                    listing_error = Some(format!("people: listing stopped after {count}: {e}"));
+                    if pager.pages == 1 {
+                        first_error = Some(e);
+                    }
+                    break;
                 }
+            };
+            announced = page.total.or(announced);
+            let mut rows = Vec::with_capacity(page.items.len());
+            for i in page.items {
+                if i.external_id.trim().is_empty() || i.login.trim().is_empty() {
+                    people_problems.push(format!(
+                        "people: a record without {} (login `{}`)",
+                        if i.external_id.trim().is_empty() {
+                            "an id"
+                        } else {
+                            "a login"
+                        },
+                        crate::sources::auth::one_line(&i.login, 80)
+                    ));
+                    continue;
+                }
+                if !seen.insert(i.external_id.clone()) {
+                    if listing_error.is_none() {
+                        listing_error = Some(format!(
+                            "people: id `{}` was listed twice (pages shifted while being read)",
+                            i.external_id
+                        ));
+                    }
+                    continue;
+                }
+                *statuses.entry(i.status.as_str().to_owned()).or_default() += 1;
+                if i.status == crate::domain::IdentityStatus::Unknown {
+                    *unknown.entry(i.raw_status.clone()).or_default() += 1;
+                }
+                if i.last_login_at.is_some() {
+                    with_last_login += 1;
+                }
+                rows.push(new_identity(record, i));
+            }
+            let write = store.record_source_identities(record.id, Some(snapshot.id), &rows);
+            let Some(next) = page.next else {
+                count += write.await?;
+                terminal = true;
+                checkpoint = page.checkpoint;
+                break;
+            };
+            if let Err(why) = pager.next(&Some(next.clone())) {
+                count += write.await?;
+                listing_error = Some(why);
                 break;
             }
-        };
-        announced = page.total.or(announced);
-        let mut rows = Vec::with_capacity(page.items.len());
-        for i in page.items {
-            if i.external_id.trim().is_empty() || i.login.trim().is_empty() {
-                problems.push(format!(
-                    "people: a record without {} (login `{}`)",
-                    if i.external_id.trim().is_empty() {
-                        "an id"
-                    } else {
-                        "a login"
-                    },
-                    crate::sources::auth::one_line(&i.login, 80)
-                ));
-                continue;
-            }
-            if !seen.insert(i.external_id.clone()) {
-                if listing_error.is_none() {
-                    listing_error = Some(format!(
-                        "people: id `{}` was listed twice (pages shifted while being read)",
-                        i.external_id
-                    ));
-                }
-                continue;
-            }
-            *statuses.entry(i.status.as_str().to_owned()).or_default() += 1;
-            if i.status == crate::domain::IdentityStatus::Unknown {
-                *unknown.entry(i.raw_status.clone()).or_default() += 1;
-            }
-            if i.last_login_at.is_some() {
-                with_last_login += 1;
-            }
-            let groups = view.names_for(&i);
-            rows.push(new_identity(record, i, &groups));
+            let (written, next_page) = tokio::join!(write, source.list_identities(Some(&next)));
+            count += written?;
+            fetched = next_page;
         }
-        let write = store.record_source_identities(record.id, Some(snapshot.id), &rows);
-        let Some(next) = page.next else {
-            count += write.await?;
-            terminal = true;
-            checkpoint = page.checkpoint;
-            break;
-        };
-        if let Err(why) = pager.next(&Some(next.clone())) {
-            count += write.await?;
-            listing_error = Some(why);
-            break;
-        }
-        let (written, next_page) = tokio::join!(write, source.list_identities(Some(&next)));
-        count += written?;
-        fetched = next_page;
-    }
+
+        Ok::<_, StoreError>(People {
+            pages: pager.pages,
+            count,
+            announced,
+            terminal,
+            checkpoint,
+            listing_error,
+            first_error,
+            statuses,
+            unknown,
+            with_last_login,
+        })
+    };
+    let (view, people) = tokio::join!(groups_read, people_read);
+    let People {
+        pages: people_pages,
+        count,
+        announced,
+        terminal,
+        checkpoint,
+        listing_error,
+        first_error,
+        statuses,
+        unknown,
+        with_last_login,
+    } = people?;
+    problems.extend(people_problems);
+    problems.extend(group_problems);
+    notes.extend(group_notes);
     if let Some(e) = listing_error {
         problems.insert(0, e);
     }
@@ -428,7 +455,7 @@ pub async fn sync_source<S: Source>(
         None
     };
 
-    let pages = pager.pages + view.pages;
+    let pages = people_pages + view.pages;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let detail = json!({
         "reason": reason,
@@ -513,8 +540,7 @@ pub async fn sync_source_changes<S: Source>(
         for c in page.items {
             match c {
                 Change::Upsert(i) if !i.external_id.is_empty() && !i.login.is_empty() => {
-                    let groups = i.groups.clone();
-                    rows.push(new_identity(record, *i, &groups));
+                    rows.push(new_identity(record, *i));
                 }
                 Change::Upsert(i) => {
                     reason.get_or_insert(format!(

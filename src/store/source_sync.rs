@@ -339,17 +339,21 @@ impl Store {
         Ok(())
     }
 
-    /// The groups of a source, by name: (external id, name, member count).
-    pub async fn source_groups(
-        &self,
-        source: SourceId,
-    ) -> Result<Vec<(String, String, i64)>, StoreError> {
-        const SQL: &str = "select external_id, name, member_count from source_groups \
+    /// The groups of a source with their members' external ids, by name.
+    pub async fn source_groups(&self, source: SourceId) -> Result<Vec<NewSourceGroup>, StoreError> {
+        const SQL: &str = "select external_id, name, members from source_groups \
              where source_id = $1 order by name, external_id";
-        let rows: Vec<(String, String, i64)> = on_db!(&self.db, |pool| {
+        let rows: Vec<(String, String, Json<Vec<String>>)> = on_db!(&self.db, |pool| {
             sqlx::query_as(SQL).bind(source.0).fetch_all(pool).await
         })?;
-        Ok(rows)
+        Ok(rows
+            .into_iter()
+            .map(|(external_id, name, members)| NewSourceGroup {
+                external_id,
+                name,
+                members: members.0,
+            })
+            .collect())
     }
 
     /// Records sign-in events; an event id already recorded is ignored. Returns how many

@@ -186,8 +186,13 @@ async fn okta_entra_google_ldap_and_csv_are_read_into_complete_snapshots(backend
     assert_eq!(bob.status, IdentityStatus::Deprovisioned);
     assert_eq!(
         bob.attributes["groups"],
-        serde_json::json!(["Contractors", "Staff"])
+        serde_json::json!(["Staff", "Contractors"])
     );
+    let groups = store.source_groups(hr.id).await.unwrap();
+    let contractors = groups.iter().find(|g| g.name == "Contractors").unwrap();
+    assert_eq!(contractors.members, ["2"]);
+    let staff = groups.iter().find(|g| g.name == "Staff").unwrap();
+    assert_eq!(staff.members, ["1", "2"]);
 }
 
 async fn a_source_failing_mid_listing_leaves_an_incomplete_snapshot_that_changes_nobody(
