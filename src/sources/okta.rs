@@ -33,6 +33,13 @@ use crate::domain::SourceKind;
 /// The scopes asked for unless the configuration names others.
 pub const DEFAULT_SCOPES: &[&str] = &["okta.users.read", "okta.groups.read", "okta.logs.read"];
 
+/// A group member as far as a membership listing needs it.
+#[derive(serde::Deserialize)]
+struct MemberRef {
+    #[serde(default)]
+    id: Option<String>,
+}
+
 /// Okta's largest user page.
 const MAX_USER_PAGE: u32 = 200;
 /// Groups per groups page (each group's members are read in full on the same call).
@@ -301,15 +308,14 @@ impl OktaSource {
         let mut members = Vec::new();
         let mut seen = HashSet::new();
         for _ in 0..MAX_MEMBER_PAGES {
-            let (raw, resp): (Vec<Value>, Response) = self.client.get_json(url, &[]).await?;
+            // Only the ids are read; serde skips the rest of each (full) user object.
+            let (raw, resp): (Vec<MemberRef>, Response) = self.client.get_json(url, &[]).await?;
             for v in &raw {
-                let id = v
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .ok_or_else(|| SourceError::InvalidRecord {
+                let id = v.id.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
+                    SourceError::InvalidRecord {
                         detail: format!("a member of group {group_id} has no id"),
-                    })?;
+                    }
+                })?;
                 if seen.insert(id.to_owned()) {
                     members.push(id.to_owned());
                 }
