@@ -550,20 +550,10 @@ fn random_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// `Retry-After` in seconds (or an HTTP date), clamped to an hour.
+/// `Retry-After` (seconds or an HTTP date) as the shared HTTP layer reads it, clamped to an
+/// hour for IdPs.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let text = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Some(Duration::from_secs(secs.min(3600)));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(text).ok()?;
-    let delta = when.with_timezone(&chrono::Utc) - SystemClock.now();
-    Some(
-        delta
-            .to_std()
-            .unwrap_or(Duration::ZERO)
-            .min(Duration::from_secs(3600)),
-    )
+    crate::targets::http::retry_after(headers).map(|d| d.min(Duration::from_secs(3600)))
 }
 
 /// Okta's `X-Rate-Limit-Reset` (UTC epoch seconds) as a wait from now, at least a second
