@@ -12,7 +12,7 @@ use crate::domain::{
 };
 
 #[derive(sqlx::FromRow)]
-pub(super) struct SnapshotRow {
+struct SnapshotRow {
     id: Uuid,
     source_id: Option<Uuid>,
     target_id: Option<Uuid>,
@@ -40,6 +40,29 @@ impl TryFrom<SnapshotRow> for Snapshot {
     }
 }
 
+/// Whose snapshot: a source's or a target's.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Owner {
+    Source(SourceId),
+    Target(TargetId),
+}
+
+impl Owner {
+    fn column(self) -> &'static str {
+        match self {
+            Owner::Source(_) => "source_id",
+            Owner::Target(_) => "target_id",
+        }
+    }
+
+    fn id(self) -> Uuid {
+        match self {
+            Owner::Source(id) => id.0,
+            Owner::Target(id) => id.0,
+        }
+    }
+}
+
 const SNAPSHOT_COLUMNS: &str =
     "id, source_id, target_id, started_at, finished_at, status, item_count, detail";
 
@@ -57,13 +80,21 @@ struct GroupRow {
 impl Store {
     /// Starts a snapshot of a target's inventory.
     pub async fn begin_target_snapshot(&self, target: TargetId) -> Result<Snapshot, StoreError> {
-        const SQL: &str = "insert into snapshots (id, target_id, started_at, status) \
-             values ($1, $2, $3, 'running') \
-             returning id, source_id, target_id, started_at, finished_at, status, item_count, detail";
+        self.begin_snapshot(Owner::Target(target)).await
+    }
+
+    /// Starts a snapshot of `owner`.
+    pub(super) async fn begin_snapshot(&self, owner: Owner) -> Result<Snapshot, StoreError> {
+        let sql = format!(
+            "insert into snapshots (id, {}, started_at, status) values ($1, $2, $3, 'running') \
+             returning {SNAPSHOT_COLUMNS}",
+            owner.column()
+        );
         let row: SnapshotRow = on_db!(&self.db, |pool| {
-            sqlx::query_as(SQL)
+            // The column name is one of two constants; every value is bound.
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
                 .bind(SnapshotId::new().0)
-                .bind(target.0)
+                .bind(owner.id())
                 .bind(self.now())
                 .fetch_one(pool)
                 .await
@@ -102,14 +133,24 @@ impl Store {
         target: TargetId,
         status: Option<SnapshotStatus>,
     ) -> Result<Option<Snapshot>, StoreError> {
+        self.latest_snapshot(Owner::Target(target), status).await
+    }
+
+    /// The most recent finished snapshot of `owner`, or its most recent one with `status`.
+    pub(super) async fn latest_snapshot(
+        &self,
+        owner: Owner,
+        status: Option<SnapshotStatus>,
+    ) -> Result<Option<Snapshot>, StoreError> {
         let sql = format!(
-            "select {SNAPSHOT_COLUMNS} from snapshots where target_id = $1 \
+            "select {SNAPSHOT_COLUMNS} from snapshots where {} = $1 \
              and status <> 'running' and ($2 is null or status = $2) \
-             order by started_at desc, id desc limit 1"
+             order by started_at desc, id desc limit 1",
+            owner.column()
         );
         let row: Option<SnapshotRow> = on_db!(&self.db, |pool| {
             sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(target.0)
+                .bind(owner.id())
                 .bind(status.map(|s| s.as_str()))
                 .fetch_optional(pool)
                 .await

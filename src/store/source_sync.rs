@@ -9,6 +9,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use super::snapshots::Owner;
 use super::{Store, StoreError, on_db, on_tx};
 use crate::domain::{
     IdentityId, NewIdentity, Snapshot, SnapshotId, SnapshotStatus, SourceId, normalise_key,
@@ -120,18 +121,7 @@ fn sqlite_upsert_sql(rows: usize) -> String {
 impl Store {
     /// Starts a snapshot of a source.
     pub async fn begin_source_snapshot(&self, source: SourceId) -> Result<Snapshot, StoreError> {
-        const SQL: &str = "insert into snapshots (id, source_id, started_at, status) \
-             values ($1, $2, $3, 'running') \
-             returning id, source_id, target_id, started_at, finished_at, status, item_count, detail";
-        let row: super::snapshots::SnapshotRow = on_db!(&self.db, |pool| {
-            sqlx::query_as(SQL)
-                .bind(SnapshotId::new().0)
-                .bind(source.0)
-                .bind(self.now())
-                .fetch_one(pool)
-                .await
-        })?;
-        Snapshot::try_from(row)
+        self.begin_snapshot(Owner::Source(source)).await
     }
 
     /// A source's most recent finished snapshot, or its most recent one with `status`.
@@ -140,18 +130,7 @@ impl Store {
         source: SourceId,
         status: Option<SnapshotStatus>,
     ) -> Result<Option<Snapshot>, StoreError> {
-        const SQL: &str = "select id, source_id, target_id, started_at, finished_at, status, \
-             item_count, detail from snapshots where source_id = $1 \
-             and status <> 'running' and ($2 is null or status = $2) \
-             order by started_at desc, id desc limit 1";
-        let row: Option<super::snapshots::SnapshotRow> = on_db!(&self.db, |pool| {
-            sqlx::query_as(SQL)
-                .bind(source.0)
-                .bind(status.map(|s| s.as_str()))
-                .fetch_optional(pool)
-                .await
-        })?;
-        row.map(Snapshot::try_from).transpose()
+        self.latest_snapshot(Owner::Source(source), status).await
     }
 
     /// Records one page of identities of `source`: upserts each (a repeat within the page
