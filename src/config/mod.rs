@@ -7,6 +7,7 @@
 //! in every `Debug`, `Display` and serialised form, so [`Config::render_redacted`] is safe to
 //! print.
 
+mod engine;
 mod load;
 mod secret;
 
@@ -16,6 +17,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use engine::{
+    AttributeCondition, AuditConfig, Budget, ExecutorConfig, LinkKey, LinkingConfig, PlannerConfig,
+    RuleConfig, SafetyConfig, WhenConfig,
+};
 pub use load::{ConfigError, ENV_PREFIX, load};
 
 use crate::domain::{SourceKind, TargetKind};
@@ -37,6 +42,18 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
     /// Confluence instances by name.
     pub targets: BTreeMap<String, TargetConfig>,
+    /// Rules (schemes) by name.
+    pub rules: BTreeMap<String, RuleConfig>,
+    /// How identities are matched to accounts.
+    pub linking: LinkingConfig,
+    /// Planning settings shared by every rule.
+    pub planner: PlannerConfig,
+    /// Blast-radius budgets and approval.
+    pub safety: SafetyConfig,
+    /// How planned actions are carried out.
+    pub executor: ExecutorConfig,
+    /// The audit log's key and external checkpoint.
+    pub audit: AuditConfig,
 }
 
 /// One identity source.
@@ -349,6 +366,9 @@ pub struct TargetConfig {
     /// Groups whose members hold a licence, where the instance cannot say (DC before 9.3).
     #[serde(default = "default_licence_groups")]
     pub licence_groups: Vec<String>,
+    /// Groups whose members administer the instance; idbridge never acts on them.
+    #[serde(default = "default_admin_groups")]
+    pub admin_groups: Vec<String>,
     /// The licence tier (seats) to measure usage against; unset: the instance's own limit.
     #[serde(default)]
     pub licence_tier: Option<u64>,
@@ -404,6 +424,7 @@ impl TargetConfig {
             password: None,
             version: None,
             licence_groups: default_licence_groups(),
+            admin_groups: default_admin_groups(),
             licence_tier: None,
             remote_api: RemoteApiMode::default(),
             crowd: None,
@@ -423,6 +444,9 @@ impl TargetConfig {
 
 fn default_licence_groups() -> Vec<String> {
     vec!["confluence-users".into()]
+}
+fn default_admin_groups() -> Vec<String> {
+    vec!["confluence-administrators".into(), "site-admins".into()]
 }
 fn default_target_page_size() -> u32 {
     200

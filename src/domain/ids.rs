@@ -58,3 +58,11 @@ id_type!(
     /// One pass over a source or a target.
     SnapshotId
 );
+id_type!(
+    /// A planning pass and its plan.
+    RunId
+);
+id_type!(
+    /// One stored action of a run.
+    ActionId
+);

@@ -4,13 +4,22 @@
 
 mod ids;
 mod kinds;
+mod plan;
 mod records;
+mod rules;
 
-pub use ids::{AccountId, IdentityId, LinkId, SnapshotId, SourceId, TargetId};
+pub use ids::{AccountId, ActionId, IdentityId, LinkId, RunId, SnapshotId, SourceId, TargetId};
 pub use kinds::{
     IdentityStatus, LinkMethod, ParseKindError, SnapshotStatus, SourceKind, TargetKind,
+};
+pub use plan::{
+    AccountView, ActionKind, ActionPhase, BudgetKind, Explanation, IdentityView, LinkState,
+    PersonView, Plan, PlannedAction, Reason, RuleVerdict, RunStatus, SourceState, TargetState,
 };
 pub use records::{
     Account, Identity, Link, NewAccount, NewIdentity, Snapshot, Source, Target, TargetGroup,
     normalise_key,
+};
+pub use rules::{
+    ActionSpec, Criterion, Exemptions, GroupMatch, GroupSelection, LeaverSignal, Rule, RuleMode,
 };
