@@ -247,8 +247,9 @@ impl Default for ExecutorConfig {
 pub struct AuditConfig {
     /// The HMAC key (at least 32 characters). Never stored in the database.
     pub key: Option<Secret>,
-    /// A file holding the key, created (mode 0600) with a random key when missing.
-    pub key_file: Option<PathBuf>,
+    /// A file holding the key, created (mode 0600) with a random key when missing. (The
+    /// `IDBRIDGE_AUDIT__KEY_FILE` variable instead reads `key` from a mounted secret.)
+    pub key_path: Option<PathBuf>,
     /// Where the signed checkpoint of the newest entry is kept.
     pub checkpoint_file: Option<PathBuf>,
 }
