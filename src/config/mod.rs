@@ -369,6 +369,10 @@ pub struct TargetConfig {
     /// Groups whose members administer the instance; idbridge never acts on them.
     #[serde(default = "default_admin_groups")]
     pub admin_groups: Vec<String>,
+    /// Whether accounts linked to no identity may be acted on (by rules that need no IdP
+    /// status). Off by default: idbridge only touches accounts it can trace to a source.
+    #[serde(default)]
+    pub manage_unlinked: bool,
     /// The licence tier (seats) to measure usage against; unset: the instance's own limit.
     #[serde(default)]
     pub licence_tier: Option<u64>,
@@ -425,6 +429,7 @@ impl TargetConfig {
             version: None,
             licence_groups: default_licence_groups(),
             admin_groups: default_admin_groups(),
+            manage_unlinked: false,
             licence_tier: None,
             remote_api: RemoteApiMode::default(),
             crowd: None,

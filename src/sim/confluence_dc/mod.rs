@@ -771,6 +771,41 @@ impl DcSim {
         Some(st.login(slot, at.timestamp_millis()))
     }
 
+    /// Adds a local group; fails when it exists.
+    pub fn add_group(&self, name: &str) -> Result<(), String> {
+        self.sim.write().create_group(name).map_err(|f| f.message())
+    }
+
+    /// Adds a user in the first writable directory, created `created` and last seen logging
+    /// in at `last_login` (if ever), in `groups`; returns its key, or why it cannot.
+    pub fn add_user(
+        &self,
+        username: &str,
+        email: &str,
+        groups: &[&str],
+        created: DateTime<Utc>,
+        last_login: Option<DateTime<Utc>>,
+    ) -> Result<String, String> {
+        let mut st = self.sim.write();
+        let slot = st
+            .create_user(model::NewUser {
+                username: username.to_owned(),
+                display_name: username.to_owned(),
+                email: email.to_owned(),
+                password: None,
+                active: true,
+                groups: Some(groups.iter().map(|g| (*g).to_owned()).collect()),
+                dir: None,
+                created_ms: created.timestamp_millis(),
+                check_seats: false,
+            })
+            .map_err(|f| f.message())?;
+        if let Some(at) = last_login {
+            st.login(slot, at.timestamp_millis());
+        }
+        Ok(st.get(slot).map(|u| u.key.clone()).unwrap_or_default())
+    }
+
     /// Users counting toward the licence.
     pub fn licensed_count(&self) -> usize {
         self.sim.read().licensed_count()
