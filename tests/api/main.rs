@@ -7,6 +7,7 @@ mod health;
 mod inventory;
 mod metrics;
 mod middleware;
+mod rules_store;
 mod scim_bad_input;
 mod scim_bulk;
 mod scim_compliance;
