@@ -117,7 +117,46 @@ on_both_backends!(
     deleting_the_newest_entries_is_caught_by_the_checkpoint_only,
     the_key_never_reaches_the_database,
     the_cli_verifies_checkpoints_and_exports_with_exit_codes_an_operator_can_script,
+    verify_and_export_walk_a_log_longer_than_one_batch,
 );
+
+async fn verify_and_export_walk_a_log_longer_than_one_batch(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let s = store(&db, Some(key())).await;
+    let started = std::time::Instant::now();
+    append(&s, "engine", 1_234).await;
+    let appended = started.elapsed();
+    let started = std::time::Instant::now();
+    let report = audit::verify(&s, Some(&key()), None).await.unwrap();
+    let verified = started.elapsed();
+    assert!(report.intact(), "{}", report.summary());
+    assert_eq!((report.entries, report.authenticated), (1_234, 1_234));
+    let mut out = Vec::new();
+    let started = std::time::Instant::now();
+    let n = audit::export(&s, ExportFormat::Csv, None, &mut out)
+        .await
+        .unwrap();
+    let exported = started.elapsed();
+    assert_eq!(n, 1_234);
+    assert_eq!(String::from_utf8(out).unwrap().lines().count(), 1_235);
+    eprintln!(
+        "{backend:?}: appended 1234 entries in {appended:?}, verified in {verified:?}, \
+         exported as CSV in {exported:?}"
+    );
+    // A change in the second batch is still found.
+    let seq = entries(&s).await[1_100].seq;
+    exec(
+        backend,
+        &db.url,
+        format!("update audit_log set action = 'x' where seq = {seq}"),
+    )
+    .await;
+    let report = audit::verify(&s, Some(&key()), None).await.unwrap();
+    assert_eq!(broken_at(&report).0, seq);
+    s.close().await;
+}
 
 async fn an_intact_chain_of_legacy_then_hmac_entries_verifies_and_says_how_many_were_authenticated(
     backend: Backend,
