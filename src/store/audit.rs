@@ -80,7 +80,7 @@ impl AuditKey {
         expected.len() == tag.len() && bool::from(expected.as_bytes().ct_eq(tag.as_bytes()))
     }
 
-    /// Whether `text` occurs in the key (for tests that look for leaks).
+    /// The key's bytes, for tests that look for leaks; nothing else may call it.
     #[doc(hidden)]
     pub fn expose_for_tests(&self) -> &[u8] {
         self.0.expose_secret()
