@@ -17,9 +17,12 @@ use crate::domain::SourceKind;
 use crate::store::Store;
 use crate::telemetry;
 
+mod audit;
 mod sim;
 mod sources;
 mod targets;
+
+pub use audit::AuditCommand;
 
 /// idbridge keeps Confluence in step with your identity providers.
 #[derive(Debug, Parser)]
@@ -72,6 +75,15 @@ pub enum Command {
     Sync {
         #[command(subcommand)]
         command: SyncCommand,
+    },
+    /// Verify, export and checkpoint the tamper-evident audit log.
+    Audit {
+        /// Who is acting, for the audit log (default: `IDBRIDGE_PRINCIPAL`, else `USER`,
+        /// else `cli`).
+        #[arg(long = "as", global = true, value_name = "NAME")]
+        principal: Option<String>,
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Run a wire-faithful simulator of a system idbridge talks to, to try idbridge safely.
     Sim {
@@ -358,6 +370,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Sim { command } => sim::run(*command).await,
+        Command::Audit {
+            ref principal,
+            ref command,
+        } => {
+            let config = load(&cli)?;
+            let since = match command {
+                AuditCommand::Export { since, .. } => audit::parse_since(since.as_deref())?,
+                _ => None,
+            };
+            init_logs(&config)?;
+            let (store, _clock) = open_store(&config).await?;
+            let key = store.audit_key().cloned();
+            let result = match command {
+                AuditCommand::Verify { checkpoint } => {
+                    audit::verify(&store, &config, key.as_ref(), checkpoint.as_deref()).await
+                }
+                AuditCommand::Export { format, output, .. } => {
+                    let actor = audit::principal(principal.as_deref());
+                    audit::export(&store, &actor, *format, since, output.as_deref()).await
+                }
+                AuditCommand::Checkpoint => audit::checkpoint(&store, &config, key.as_ref()).await,
+            };
+            store.close().await;
+            result
+        }
         Command::Token { ref command } => {
             let config = load(&cli)?;
             match command {
@@ -419,11 +456,15 @@ async fn demo_target(config: &mut Config) -> anyhow::Result<crate::sim::confluen
     Ok(sim)
 }
 
-/// Connects to the configured database and brings its schema up to date (or, with
-/// `database.migrate_on_start = false`, insists that it is).
+/// Connects to the configured database, with the audit key, and brings its schema up to date
+/// (or, with `database.migrate_on_start = false`, insists that it is).
 async fn open_store(config: &Config) -> anyhow::Result<(Store, SharedClock)> {
     let clock: SharedClock = Arc::new(SystemClock);
-    let store = Store::connect(&config.database, clock.clone()).await?;
+    let key = crate::engine::audit::load_key(&config.audit)
+        .map_err(|e| UsageError::Invalid(e.to_string()))?;
+    let store = Store::connect(&config.database, clock.clone())
+        .await?
+        .with_audit_key(key);
     let ready = if config.database.migrate_on_start {
         store
             .migrate()

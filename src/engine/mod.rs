@@ -2,5 +2,7 @@
 //! and actions. [`inventory`] reads a target's accounts and groups into a snapshot;
 //! [`sources`] reads an identity source's people, groups and sign-ins.
 
+pub mod audit;
 pub mod inventory;
+pub mod safety;
 pub mod sources;

@@ -38,7 +38,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-pub use audit::{AuditEntry, GENESIS_HASH, NewAuditEntry, entry_hash};
+pub use audit::{
+    AuditEntry, AuditKey, ChainBreak, ChainProblem, ChainVerifier, GENESIS_HASH,
+    MIN_AUDIT_KEY_BYTES, NewAuditEntry, SCHEME_HMAC, SCHEME_SHA256, ShortAuditKey, entry_hash,
+    entry_mac,
+};
 pub use confluence_db::confluence_last_logins;
 pub use rules::{RuleOrigin, StoredRule};
 pub use scim::{GroupRef, Member, MemberKind, ScimKind, ScimQuery, ScimRecord};
@@ -192,6 +196,8 @@ pub struct Store {
     pub(crate) clock: SharedClock,
     /// Queues this process's SQLite writers (unused on PostgreSQL).
     sqlite_writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Authenticates new audit entries; never stored (see [`Store::with_audit_key`]).
+    audit_key: Option<AuditKey>,
 }
 
 impl Store {
@@ -269,6 +275,7 @@ impl Store {
             db,
             clock,
             sqlite_writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+            audit_key: None,
         })
     }
 

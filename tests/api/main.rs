@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod audit;
 mod cli;
 mod health;
 mod inventory;
