@@ -32,6 +32,9 @@ pub enum AppError {
     /// The server failed while running.
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
+    /// The audit key cannot be read or created.
+    #[error(transparent)]
+    AuditKey(#[from] crate::engine::audit::AuditError),
 }
 
 /// Builds an [`App`].
@@ -66,7 +69,10 @@ impl AppBuilder {
         let local_addr = listener
             .local_addr()
             .map_err(|source| AppError::Bind { addr, source })?;
-        let store = Store::connect(&config.database, self.clock.clone()).await?;
+        let audit_key = crate::engine::audit::load_key_at_startup(&config.audit)?;
+        let store = Store::connect(&config.database, self.clock.clone())
+            .await?
+            .with_audit_key(audit_key);
         if config.database.migrate_on_start {
             let applied = store.migrate().await?;
             if applied > 0 {

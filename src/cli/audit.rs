@@ -151,7 +151,7 @@ pub(super) async fn checkpoint(
     };
     let Some(key) = key else {
         return Err(UsageError::Invalid(
-            "no audit key: set audit.key or audit.key_file to sign the checkpoint".into(),
+            "no audit key: set audit.key or audit.key_path to sign the checkpoint".into(),
         )
         .into());
     };

@@ -673,6 +673,17 @@ impl Config {
                 )),
             }
         }
+        problems.extend(crate::engine::safety::safety_problems(&self.safety));
+        problems.extend(crate::engine::audit::audit_problems(&self.audit));
+        if self.executor.concurrency == 0 {
+            problems.push("executor.concurrency: must be at least 1".into());
+        }
+        if self.executor.max_attempts == 0 {
+            problems.push("executor.max_attempts: must be at least 1".into());
+        }
+        if self.executor.claim_ttl_secs < 10 {
+            problems.push("executor.claim_ttl_secs: must be at least 10".into());
+        }
         for (name, source) in &self.sources {
             if !is_valid_source_name(name) {
                 problems.push(format!(

@@ -33,7 +33,7 @@ pub enum AuditError {
     #[error("audit.key: must be at least {MIN_AUDIT_KEY_BYTES} bytes, not {0}")]
     ShortKey(usize),
     /// The key file cannot be read, created or used.
-    #[error("audit.key_file {path}: {reason}")]
+    #[error("audit.key_path {path}: {reason}")]
     KeyFile { path: PathBuf, reason: String },
     /// The checkpoint file cannot be read or written.
     #[error("audit checkpoint {path}: {reason}")]
@@ -52,7 +52,7 @@ pub enum AuditError {
     )]
     CheckpointRegression(String),
     /// A checkpoint needs the key.
-    #[error("no audit key: set audit.key or audit.key_file")]
+    #[error("no audit key: set audit.key or audit.key_path")]
     NoKey,
     /// The store failed.
     #[error(transparent)]
@@ -68,7 +68,7 @@ pub fn load_key_at_startup(config: &AuditConfig) -> Result<Option<AuditKey>, Aud
     let key = load_key(config)?;
     if key.is_none() {
         tracing::warn!(
-            "audit.key and audit.key_file are unset: audit entries are hash-chained but not \
+            "audit.key and audit.key_path are unset: audit entries are hash-chained but not \
              authenticated (anyone who can write to the database can rewrite them)"
         );
     }
@@ -76,7 +76,7 @@ pub fn load_key_at_startup(config: &AuditConfig) -> Result<Option<AuditKey>, Aud
 }
 
 /// The audit key the configuration names: `audit.key` itself, else the contents of
-/// `audit.key_file` (created with 32 random bytes, hex-encoded, mode 0600, when missing).
+/// `audit.key_path` (created with 32 random bytes, hex-encoded, mode 0600, when missing).
 /// `None` when neither is set: entries are then hash-chained but not authenticated.
 pub fn load_key(config: &AuditConfig) -> Result<Option<AuditKey>, AuditError> {
     if let Some(secret) = &config.key {
@@ -86,7 +86,7 @@ pub fn load_key(config: &AuditConfig) -> Result<Option<AuditKey>, AuditError> {
             .map(Some)
             .map_err(|_| AuditError::ShortKey(len));
     }
-    let Some(path) = &config.key_file else {
+    let Some(path) = &config.key_path else {
         return Ok(None);
     };
     let key_error = |reason: String| AuditError::KeyFile {
@@ -97,7 +97,7 @@ pub fn load_key(config: &AuditConfig) -> Result<Option<AuditKey>, AuditError> {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             create_key_file(path).map_err(|e| key_error(format!("cannot create it: {e}")))?;
-            tracing::info!(audit.key_file = %path.display(), "created a new audit key file");
+            tracing::info!(audit.key_path = %path.display(), "created a new audit key file");
             std::fs::read_to_string(path).map_err(|e| key_error(e.to_string()))?
         }
         Err(e) => return Err(key_error(e.to_string())),
@@ -137,7 +137,7 @@ fn warn_if_readable_by_others(path: &Path) {
             && meta.permissions().mode() & 0o077 != 0
         {
             tracing::warn!(
-                audit.key_file = %path.display(),
+                audit.key_path = %path.display(),
                 mode = format!("{:o}", meta.permissions().mode() & 0o777),
                 "the audit key file is readable by others; chmod 600 it"
             );
@@ -157,14 +157,14 @@ pub fn audit_problems(config: &AuditConfig) -> Vec<String> {
                 "audit.key: must be at least {MIN_AUDIT_KEY_BYTES} bytes, not {len}"
             ));
         }
-        if config.key_file.is_some() {
-            problems.push("audit.key and audit.key_file: set one, not both".into());
+        if config.key_path.is_some() {
+            problems.push("audit.key and audit.key_path: set one, not both".into());
         }
     }
-    if config.checkpoint_file.is_some() && config.key.is_none() && config.key_file.is_none() {
+    if config.checkpoint_file.is_some() && config.key.is_none() && config.key_path.is_none() {
         problems.push(
             "audit.checkpoint_file: a checkpoint is signed with the audit key; set audit.key \
-             or audit.key_file"
+             or audit.key_path"
                 .into(),
         );
     }
@@ -426,7 +426,7 @@ impl fmt::Display for VerifyFailure {
             VerifyFailure::NoKey { unchecked } => write!(
                 f,
                 "cannot authenticate, no key: {unchecked} hmac-sha256 entries need audit.key or \
-                 audit.key_file to verify"
+                 audit.key_path to verify"
             ),
         }
     }
@@ -792,7 +792,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.key");
         let config = AuditConfig {
-            key_file: Some(path.clone()),
+            key_path: Some(path.clone()),
             ..AuditConfig::default()
         };
         let first = load_key(&config).unwrap().unwrap();
@@ -810,7 +810,7 @@ mod tests {
         assert_eq!(first.expose_for_tests(), again.expose_for_tests());
         let other_dir = tempfile::tempdir().unwrap();
         let other = load_key(&AuditConfig {
-            key_file: Some(other_dir.path().join("audit.key")),
+            key_path: Some(other_dir.path().join("audit.key")),
             ..AuditConfig::default()
         })
         .unwrap()
