@@ -3,4 +3,5 @@
 //! [`sources`] reads an identity source's people, groups and sign-ins.
 
 pub mod inventory;
+pub mod link;
 pub mod sources;

@@ -5,6 +5,7 @@ mod helpers;
 mod cli;
 mod health;
 mod inventory;
+mod linking;
 mod metrics;
 mod middleware;
 mod scim_bad_input;
