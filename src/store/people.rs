@@ -113,8 +113,7 @@ const SCIM_GROUPS: &str = "select g.source_id, g.display_name, m.member_id from 
 const SIGN_INS: &str = "select source_id, external_id, login, max(occurred_at) as last_at, \
      count(*) as n from sign_in_events group by source_id, external_id, login";
 const TARGET_GROUPS: &str = "select target_id, name from target_groups where grants_licence";
-const LINKS: &str = "select identity_id, account_id, method, created_at from links \
-     order by created_at, id";
+const LINKS: &str = "select identity_id, account_id, method from links";
 const NOTIFIED: &str = "select a.account_id, a.rule, max(a.finished_at) as at from actions a \
      join runs r on r.id = a.run_id where a.kind = 'notify' and a.phase = 'confirmed' \
      and r.mode = 'enforce' group by a.account_id, a.rule";
@@ -133,7 +132,7 @@ struct Tables {
     scim_groups: Vec<(Uuid, String, String)>,
     sign_ins: Vec<SignInRow>,
     licence_groups: Vec<(Uuid, String)>,
-    links: Vec<(Uuid, Uuid, String, DateTime<Utc>)>,
+    links: Vec<(Uuid, Uuid, String)>,
     notified: Vec<(Uuid, String, Option<DateTime<Utc>>)>,
     pending: Vec<Uuid>,
     /// Latest finished snapshot of each source and target, with its reason.
@@ -414,7 +413,7 @@ fn assemble(
 
     // Stored links per account, for accounts the link outcome does not cover.
     let mut stored: HashMap<Uuid, Vec<(IdentityId, LinkMethod)>> = HashMap::new();
-    for (identity, account, method, _) in &t.links {
+    for (identity, account, method) in &t.links {
         stored
             .entry(*account)
             .or_default()
@@ -439,16 +438,24 @@ fn assemble(
         .filter(|s| s.kind != SourceKind::Scim)
         .count();
 
+    let admin_groups: HashMap<&str, HashSet<String>> = config
+        .targets
+        .iter()
+        .map(|(name, c)| {
+            let set = c.admin_groups.iter().map(|g| normalise_key(g)).collect();
+            (name.as_str(), set)
+        })
+        .collect();
+
     let mut people = Vec::with_capacity(t.accounts.len());
     for a in t.accounts {
         let target = target_names.get(&a.target_id).copied().unwrap_or_default();
         let target_cfg = config.targets.get(target);
         let attrs = &a.attributes.0;
         let groups = str_list(attrs.get("groups"));
-        let admin = target_cfg.is_some_and(|c| {
-            let admins: HashSet<String> = c.admin_groups.iter().map(|g| normalise_key(g)).collect();
-            groups.iter().any(|g| admins.contains(&normalise_key(g)))
-        });
+        let admin = admin_groups
+            .get(target)
+            .is_some_and(|admins| groups.iter().any(|g| admins.contains(&normalise_key(g))));
         let read_only = attrs
             .get("read_only")
             .and_then(Value::as_str)
@@ -536,7 +543,12 @@ fn assemble(
         let scim_present = identities
             .iter()
             .any(|i| i.source_kind == SourceKind::Scim && i.status != IdentityStatus::Deleted);
-        let absent_syncs = if scim_present || polled.is_empty() || polled.len() < configured_polled
+        // A conflicted account's identities are unknown: never count it absent.
+        let conflicted = matches!(link, LinkState::Conflict { .. });
+        let absent_syncs = if conflicted
+            || scim_present
+            || polled.is_empty()
+            || polled.len() < configured_polled
         {
             0
         } else {

@@ -742,3 +742,87 @@ async fn planner_inputs_carry_admin_managed_licence_groups_sign_ins_absence_noti
         Some(&Value::Bool(true))
     );
 }
+
+/// Scale: 100,000 identities and 100,000 accounts on SQLite. Ignored by default; run with
+/// `cargo nextest run --run-ignored only linking::a_hundred_thousand` (figures printed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark"]
+async fn a_hundred_thousand_people_link_and_load_in_seconds() {
+    let n: usize = std::env::var("LINK_BENCH_PEOPLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let Some((_db, store, _clock)) = store_for(Backend::Sqlite).await else {
+        return;
+    };
+    let okta = source(&store, "okta", SourceKind::Okta).await;
+    let wiki = target(&store, "wiki").await;
+    let seeding = std::time::Instant::now();
+    let people: Vec<NewIdentity> = (0..n)
+        .map(|i| {
+            let mut p = person(
+                okta,
+                &format!("00u{i:07}"),
+                &format!("user{i:07}@x.org"),
+                Some(&format!("user{i:07}@x.org")),
+            );
+            p.attributes = json!({ "raw_status": "ACTIVE", "custom": { "department": "Sales" } });
+            p
+        })
+        .collect();
+    let snap = store.begin_source_snapshot(okta).await.unwrap();
+    for page in people.chunks(1000) {
+        store
+            .record_source_identities(okta, Some(snap.id), page)
+            .await
+            .unwrap();
+    }
+    store
+        .finish_snapshot(snap.id, SnapshotStatus::Complete, n as i64, &json!({}))
+        .await
+        .unwrap();
+    let accounts: Vec<NewAccount> = (0..n)
+        .map(|i| {
+            // A third by key, a third by email, a third by username.
+            let key = if i % 3 == 0 {
+                format!("00u{i:07}")
+            } else {
+                format!("key{i:07}")
+            };
+            let email = (i % 3 != 2).then(|| format!("USER{i:07}@x.org"));
+            account(wiki, &key, &format!("user{i:07}"), email.as_deref())
+        })
+        .collect();
+    let snap = store.begin_target_snapshot(wiki).await.unwrap();
+    for page in accounts.chunks(1000) {
+        store
+            .record_inventory_accounts(wiki, snap.id, page)
+            .await
+            .unwrap();
+    }
+    store
+        .finish_snapshot(snap.id, SnapshotStatus::Complete, n as i64, &json!({}))
+        .await
+        .unwrap();
+    let seeded = seeding.elapsed();
+    let cfg = config(&[("okta", SourceKind::Okta)], &["wiki"]);
+
+    let t = std::time::Instant::now();
+    let first = refresh_links(&store, &cfg).await.unwrap();
+    let first_ms = t.elapsed().as_millis();
+    assert_eq!((first.linked, first.added as usize), (n, n));
+    let t = std::time::Instant::now();
+    let again = refresh_links(&store, &cfg).await.unwrap();
+    let again_ms = t.elapsed().as_millis();
+    assert_eq!(again.added, 0);
+    let t = std::time::Instant::now();
+    let inputs = store.planner_inputs(&cfg, &again).await.unwrap();
+    let inputs_ms = t.elapsed().as_millis();
+    assert_eq!(inputs.people.len(), n);
+    assert!(inputs.people.iter().all(|p| p.identities.len() == 1));
+    println!(
+        "{n} people: seeded in {:.1} s; first refresh_links {first_ms} ms (stores {n} links), \
+         second {again_ms} ms, planner_inputs {inputs_ms} ms",
+        seeded.as_secs_f64()
+    );
+}
