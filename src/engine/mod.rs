@@ -5,4 +5,5 @@
 pub mod audit;
 pub mod inventory;
 pub mod safety;
+pub mod link;
 pub mod sources;

@@ -21,6 +21,7 @@ mod confluence_db;
 mod identities;
 mod links;
 mod rules;
+mod people;
 mod scim;
 pub(crate) mod scim_query;
 mod scim_tokens;
@@ -45,6 +46,8 @@ pub use audit::{
 };
 pub use confluence_db::confluence_last_logins;
 pub use rules::{RuleOrigin, StoredRule};
+pub use links::{LinkAccount, LinkIdentity};
+pub use people::{AccountLinks, PlannerInputs, StoredLinks};
 pub use scim::{GroupRef, Member, MemberKind, ScimKind, ScimQuery, ScimRecord};
 pub use snapshots::SnapshotSummary;
 pub use source_sync::{NewSignIn, NewSourceGroup, Stream};

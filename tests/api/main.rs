@@ -6,6 +6,7 @@ mod audit;
 mod cli;
 mod health;
 mod inventory;
+mod linking;
 mod metrics;
 mod middleware;
 mod rules_store;
