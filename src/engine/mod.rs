@@ -1,6 +1,9 @@
 //! The engine: turns what sources and targets say into stored snapshots, and (later) plans
 //! and actions. [`inventory`] reads a target's accounts and groups into a snapshot;
-//! [`sources`] reads an identity source's people, groups and sign-ins.
+//! [`sources`] reads an identity source's people, groups and sign-ins; [`activity`] and
+//! [`plan`] (pure) turn person views and rules into a plan with reasons.
 
+pub mod activity;
 pub mod inventory;
+pub mod plan;
 pub mod sources;
