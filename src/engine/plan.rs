@@ -538,10 +538,13 @@ impl<'a> Ctx<'a> {
         out: &mut Vec<PlannedAction>,
         mut explain: Option<&mut Explanation>,
     ) {
-        let protection = self.protection(p);
-        if protection.is_some() && explain.is_none() {
+        let protection = if explain.is_some() {
+            self.protection(p)
+        } else if is_protected(p) {
             return;
-        }
+        } else {
+            None
+        };
         let now = self.input.now;
         let floor = self.input.settings.observation_floor_days;
         let facts = Facts::of(p, now, floor);
@@ -1303,6 +1306,14 @@ impl<'a> Ctx<'a> {
         }
         rungs
     }
+}
+
+/// Whether [`Ctx::protection`] has a reason, without building it.
+fn is_protected(p: &PersonView) -> bool {
+    matches!(p.link, LinkState::Conflict { .. })
+        || !p.account.managed
+        || p.account.admin
+        || p.pending_actions
 }
 
 fn verdict(rule: &str, selected: bool, held_back: Vec<String>) -> RuleVerdict {
