@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 pub use engine::{
     AttributeCondition, AuditConfig, Budget, ExecutorConfig, LinkKey, LinkingConfig, PlannerConfig,
-    RuleConfig, SafetyConfig, WhenConfig,
+    RuleConfig, SafetyConfig, USERS_CSV_MAX_BYTES, USERS_CSV_MAX_ROWS, WhenConfig, read_users_csv,
+    rules_from_config,
 };
 pub use load::{ConfigError, ENV_PREFIX, load};
 
@@ -774,6 +775,7 @@ impl Config {
         if let Err(e) = crate::telemetry::parse_filter(&self.log.filter) {
             problems.push(format!("log.filter: {e}"));
         }
+        problems.extend(rules_from_config(self).err().unwrap_or_default());
         if problems.is_empty() {
             Ok(())
         } else {

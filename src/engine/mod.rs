@@ -1,9 +1,14 @@
-//! The engine: turns what sources and targets say into stored snapshots, and (later) plans
-//! and actions. [`inventory`] reads a target's accounts and groups into a snapshot;
-//! [`sources`] reads an identity source's people, groups and sign-ins.
+//! The engine: turns what sources and targets say into snapshots, plans and actions.
+//! [`inventory`] reads a target's accounts and groups into a snapshot; [`sources`] reads an
+//! identity source's people, groups and sign-ins; [`link`] matches identities to accounts;
+//! [`activity`] and [`plan`] (pure) turn person views and rules into a plan with reasons;
+//! [`safety`] weighs it against the budgets; [`execute`] carries it out; [`audit`] keys,
+//! checks and exports the audit log; [`run`] ties one pass together.
 
+pub mod activity;
 pub mod audit;
 pub mod inventory;
-pub mod safety;
 pub mod link;
+pub mod plan;
+pub mod safety;
 pub mod sources;
