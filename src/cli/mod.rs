@@ -17,6 +17,7 @@ use crate::domain::SourceKind;
 use crate::store::Store;
 use crate::telemetry;
 
+mod execute;
 mod sim;
 mod sources;
 mod targets;
@@ -72,6 +73,13 @@ pub enum Command {
     Sync {
         #[command(subcommand)]
         command: SyncCommand,
+    },
+    /// Carry out the stored runs' planned actions (or one run's) until none is left to claim.
+    /// Exits non-zero when any action failed or was poisoned.
+    Execute {
+        /// Only this run (its id).
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
     },
     /// Run a wire-faithful simulator of a system idbridge talks to, to try idbridge safely.
     Sim {
@@ -356,6 +364,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     result
                 }
             }
+        }
+        Command::Execute { ref run } => {
+            let config = load(&cli)?;
+            init_logs(&config)?;
+            let (store, _clock) = open_store(&config).await?;
+            let result = execute::run(&store, &config, run.as_deref()).await;
+            store.close().await;
+            result
         }
         Command::Sim { command } => sim::run(*command).await,
         Command::Token { ref command } => {

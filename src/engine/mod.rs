@@ -2,5 +2,6 @@
 //! and actions. [`inventory`] reads a target's accounts and groups into a snapshot;
 //! [`sources`] reads an identity source's people, groups and sign-ins.
 
+pub mod execute;
 pub mod inventory;
 pub mod sources;

@@ -20,6 +20,7 @@ mod confluence_db;
 #[macro_use]
 mod identities;
 mod links;
+mod runs;
 mod scim;
 pub(crate) mod scim_query;
 mod scim_tokens;
@@ -39,6 +40,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use audit::{AuditEntry, GENESIS_HASH, NewAuditEntry, entry_hash};
 pub use confluence_db::confluence_last_logins;
+pub use runs::{ActionRecord, NewRun, RunKind, RunRecord};
 pub use scim::{GroupRef, Member, MemberKind, ScimKind, ScimQuery, ScimRecord};
 pub use snapshots::SnapshotSummary;
 pub use source_sync::{NewSignIn, NewSourceGroup, Stream};

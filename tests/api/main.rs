@@ -3,6 +3,8 @@
 mod helpers;
 
 mod cli;
+mod crash;
+mod execute;
 mod health;
 mod inventory;
 mod metrics;
