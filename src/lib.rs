@@ -24,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod failpoint;
 pub mod http;
 pub mod scim;
 pub mod sim;

@@ -18,6 +18,7 @@ use crate::store::Store;
 use crate::telemetry;
 
 mod audit;
+mod execute;
 mod sim;
 mod sources;
 mod targets;
@@ -84,6 +85,13 @@ pub enum Command {
         principal: Option<String>,
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Carry out the stored runs' planned actions (or one run's) until none is left to claim.
+    /// Exits non-zero when any action failed or was poisoned.
+    Execute {
+        /// Only this run (its id).
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
     },
     /// Run a wire-faithful simulator of a system idbridge talks to, to try idbridge safely.
     Sim {
@@ -368,6 +376,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     result
                 }
             }
+        }
+        Command::Execute { ref run } => {
+            let config = load(&cli)?;
+            init_logs(&config)?;
+            let (store, _clock) = open_store(&config).await?;
+            let result = execute::run(&store, &config, run.as_deref()).await;
+            store.close().await;
+            result
         }
         Command::Sim { command } => sim::run(*command).await,
         Command::Audit {

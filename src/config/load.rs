@@ -13,7 +13,7 @@ use super::Config;
 pub const ENV_PREFIX: &str = "IDBRIDGE_";
 
 /// Environment variables with the prefix that are not configuration keys.
-const NON_KEY_VARS: &[&str] = &["CONFIG", "PRINCIPAL"];
+const NON_KEY_VARS: &[&str] = &["CONFIG", "PRINCIPAL", "FAILPOINTS"];
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,7 @@
 
 pub mod activity;
 pub mod audit;
+pub mod execute;
 pub mod inventory;
 pub mod link;
 pub mod plan;

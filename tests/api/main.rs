@@ -4,6 +4,8 @@ mod helpers;
 
 mod audit;
 mod cli;
+mod crash;
+mod execute;
 mod health;
 mod inventory;
 mod linking;

@@ -1,0 +1,86 @@
+//! `idbridge execute [--run ID]`: carries out the stored runs' actions against the configured
+//! targets until nothing is left to claim, and prints one line per phase. Exits non-zero when
+//! any action failed or was poisoned.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::domain::{ActionPhase, RunId, TargetId};
+use crate::engine::execute::{ExecuteOptions, RecordingNotifier, execute};
+use crate::store::Store;
+use crate::targets::Connector;
+
+/// Builds a connector per configured target, registered in the store under its name.
+pub(super) async fn connectors(
+    store: &Store,
+    config: &Config,
+) -> anyhow::Result<(
+    BTreeMap<TargetId, Connector>,
+    BTreeMap<TargetId, Vec<String>>,
+)> {
+    let mut targets = BTreeMap::new();
+    let mut admins = BTreeMap::new();
+    for (name, cfg) in &config.targets {
+        let record = store
+            .ensure_target(name, cfg.kind, &cfg.base_url)
+            .await
+            .with_context(|| format!("cannot record target `{name}`"))?;
+        let connector = Connector::new(name, cfg).with_context(|| format!("target `{name}`"))?;
+        targets.insert(record.id, connector);
+        admins.insert(record.id, cfg.admin_groups.clone());
+    }
+    Ok((targets, admins))
+}
+
+/// Runs the executor and prints its summary.
+pub(super) async fn run(store: &Store, config: &Config, run: Option<&str>) -> anyhow::Result<()> {
+    let run = match run {
+        Some(id) => Some(RunId(uuid::Uuid::parse_str(id.trim()).map_err(|_| {
+            super::UsageError::Invalid(format!("--run: `{}` is not a run id", id.escape_debug()))
+        })?)),
+        None => None,
+    };
+    if let Some(id) = run {
+        store
+            .run(id)
+            .await?
+            .ok_or_else(|| super::UsageError::Invalid(format!("no run {id}")))?;
+    }
+    let (targets, admin_groups) = connectors(store, config).await?;
+    let opts = ExecuteOptions {
+        run,
+        executor_id: format!("cli-{}", uuid::Uuid::new_v4().simple()),
+        admin_groups,
+    };
+    let report = execute(store, &targets, &RecordingNotifier, &config.executor, &opts).await?;
+    println!("claimed {}", report.claimed);
+    for phase in [
+        ActionPhase::Confirmed,
+        ActionPhase::Skipped,
+        ActionPhase::Failed,
+        ActionPhase::Poisoned,
+    ] {
+        println!("{:<10} {}", phase.as_str(), report.count(phase));
+    }
+    println!(
+        "{:<10} {}",
+        "retried",
+        report.phases.get("planned").copied().unwrap_or(0)
+    );
+    if report.cascaded_skips > 0 {
+        println!(
+            "skipped after an earlier rung failed: {}",
+            report.cascaded_skips
+        );
+    }
+    for (id, status) in &report.finished_runs {
+        println!("run {id} {}", status.as_str());
+    }
+    let bad = report.count(ActionPhase::Failed) + report.count(ActionPhase::Poisoned);
+    if bad > 0 {
+        anyhow::bail!("{bad} action(s) failed or were poisoned");
+    }
+    Ok(())
+}
