@@ -18,6 +18,7 @@ use crate::store::Store;
 use crate::telemetry;
 
 mod audit;
+mod engine;
 mod execute;
 mod sim;
 mod sources;
@@ -85,6 +86,55 @@ pub enum Command {
         principal: Option<String>,
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Show what the rules would do now and why (stores nothing but new links).
+    Plan {
+        /// Only this rule (repeatable); default: every enabled rule.
+        #[arg(long = "rule", value_name = "NAME")]
+        rules: Vec<String>,
+        /// Why this person (username or email) is or is not touched, rule by rule.
+        #[arg(long, value_name = "USER")]
+        explain: Option<String>,
+        /// Treat every rule as a dry run.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON instead of the report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plan, check the safety budgets, store the plan, then carry out what is within budget
+    /// (rules in dry-run mode are recorded with zero writes).
+    Run {
+        /// Only this rule (repeatable); default: every enabled rule.
+        #[arg(long = "rule", value_name = "NAME")]
+        rules: Vec<String>,
+        /// Record every rule's plan with zero writes.
+        #[arg(long)]
+        dry_run: bool,
+        /// Store the plan without carrying it out (`idbridge execute` does that later).
+        #[arg(long)]
+        no_execute: bool,
+        /// Who starts the run (default: IDBRIDGE_PRINCIPAL, else USER).
+        #[arg(long = "as", value_name = "NAME")]
+        principal: Option<String>,
+        /// Print JSON instead of the report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a held run (someone other than its starter, bound to its plan hash) and
+    /// carry it out.
+    Approve {
+        /// The run's id.
+        run: String,
+        /// The plan hash the approver reviewed (printed by `idbridge run`).
+        #[arg(long)]
+        hash: String,
+        /// Who approves (default: IDBRIDGE_PRINCIPAL, else USER).
+        #[arg(long = "as", value_name = "NAME")]
+        principal: Option<String>,
+        /// Approve only; `idbridge execute` carries it out later.
+        #[arg(long)]
+        no_execute: bool,
     },
     /// Carry out the stored runs' planned actions (or one run's) until none is left to claim.
     /// Exits non-zero when any action failed or was poisoned.
@@ -376,6 +426,72 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     result
                 }
             }
+        }
+        Command::Plan {
+            ref rules,
+            ref explain,
+            dry_run,
+            json,
+        } => {
+            let config = load(&cli)?;
+            init_logs(&config)?;
+            let (store, clock) = open_store(&config).await?;
+            let opts = crate::engine::run::RunOptions {
+                rules: rules.clone(),
+                dry_run,
+                principal: engine::principal(None),
+                execute: false,
+            };
+            let result =
+                engine::plan(&store, &clock, &config, &opts, explain.as_deref(), json).await;
+            store.close().await;
+            result
+        }
+        Command::Run {
+            ref rules,
+            dry_run,
+            no_execute,
+            ref principal,
+            json,
+        } => {
+            let config = load(&cli)?;
+            init_logs(&config)?;
+            let (store, clock) = open_store(&config).await?;
+            let opts = crate::engine::run::RunOptions {
+                rules: rules.clone(),
+                dry_run,
+                principal: engine::principal(principal.as_deref()),
+                execute: !no_execute,
+            };
+            let result = engine::run_rules(&store, &clock, &config, &opts, json).await;
+            store.close().await;
+            result
+        }
+        Command::Approve {
+            ref run,
+            ref hash,
+            ref principal,
+            no_execute,
+        } => {
+            let config = load(&cli)?;
+            let id = crate::domain::RunId(uuid::Uuid::parse_str(run.trim()).map_err(|_| {
+                UsageError::Invalid(format!("`{}` is not a run id", run.escape_debug()))
+            })?);
+            init_logs(&config)?;
+            let (store, clock) = open_store(&config).await?;
+            let approver = engine::principal(principal.as_deref());
+            let result = engine::approve(
+                &store,
+                &clock,
+                &config,
+                id,
+                &approver,
+                Some(hash.as_str()),
+                !no_execute,
+            )
+            .await;
+            store.close().await;
+            result
         }
         Command::Execute { ref run } => {
             let config = load(&cli)?;

@@ -295,6 +295,15 @@ impl<T: Target> Ctx<'_, T> {
                     }
                 }
             }
+            // What the instance cannot do at all (rename without the Remote API or Crowd) is
+            // skipped with the reason, not failed: it is no fault to retry or alert on.
+            Err(Step::Target(e @ crate::targets::TargetError::Unsupported { .. })) => {
+                match self.skip(a, &e.to_string(), Value::Null).await {
+                    Ok(outcome) => Ok(outcome),
+                    Err(Step::Store(e)) => Err(e),
+                    Err(Step::Target(e)) => self.fail(a, ActionPhase::Failed, &e.to_string()).await,
+                }
+            }
             Err(Step::Target(e)) => self.fail(a, ActionPhase::Failed, &e.to_string()).await,
         }
     }

@@ -11,5 +11,6 @@ pub mod execute;
 pub mod inventory;
 pub mod link;
 pub mod plan;
+pub mod run;
 pub mod safety;
 pub mod sources;

@@ -1327,10 +1327,18 @@ fn verdict(rule: &str, selected: bool, held_back: Vec<String>) -> RuleVerdict {
 }
 
 /// A custom attribute by name (exact, else case-insensitive).
+/// A custom attribute: polled sources keep the configured ones under `custom`; SCIM and
+/// older records keep them at the top level.
 fn attribute<'v>(attrs: &'v serde_json::Value, name: &str) -> Option<&'v serde_json::Value> {
+    let find = |obj: &'v serde_json::Map<String, serde_json::Value>| {
+        obj.get(name)
+            .or_else(|| obj.iter().find(|(k, _)| eq_ci(k, name)).map(|(_, v)| v))
+    };
     let obj = attrs.as_object()?;
-    obj.get(name)
-        .or_else(|| obj.iter().find(|(k, _)| eq_ci(k, name)).map(|(_, v)| v))
+    obj.get("custom")
+        .and_then(serde_json::Value::as_object)
+        .and_then(find)
+        .or_else(|| find(obj))
 }
 
 fn scalar_text(v: &serde_json::Value) -> Option<std::borrow::Cow<'_, str>> {

@@ -20,8 +20,8 @@ mod confluence_db;
 #[macro_use]
 mod identities;
 mod links;
-mod rules;
 mod people;
+mod rules;
 mod runs;
 mod scim;
 pub(crate) mod scim_query;
@@ -46,9 +46,9 @@ pub use audit::{
     entry_mac,
 };
 pub use confluence_db::confluence_last_logins;
-pub use rules::{RuleOrigin, StoredRule};
 pub use links::{LinkAccount, LinkIdentity};
 pub use people::{AccountLinks, PlannerInputs, StoredLinks};
+pub use rules::{RuleOrigin, StoredRule};
 pub use runs::{ActionRecord, NewRun, RunKind, RunRecord};
 pub use scim::{GroupRef, Member, MemberKind, ScimKind, ScimQuery, ScimRecord};
 pub use snapshots::SnapshotSummary;

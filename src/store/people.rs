@@ -529,6 +529,18 @@ fn assemble(
                 None => LinkState::Unlinked,
             },
         };
+        // Provenance: an account traced to no identity is left alone unless its target says
+        // otherwise.
+        let mut account = account;
+        if account.managed
+            && matches!(link, LinkState::Unlinked)
+            && !target_cfg.is_some_and(|c| c.manage_unlinked)
+        {
+            account.managed = false;
+            account.unmanaged_reason = Some(format!(
+                "linked to no identity (targets.{target}.manage_unlinked is off)"
+            ));
+        }
         let mut identities = Vec::new();
         if let LinkState::Linked { methods } = &link {
             for (id, _) in methods {

@@ -5,6 +5,7 @@ mod helpers;
 mod audit;
 mod cli;
 mod crash;
+mod engine_e2e;
 mod execute;
 mod health;
 mod inventory;
