@@ -69,10 +69,10 @@ impl AppBuilder {
         let local_addr = listener
             .local_addr()
             .map_err(|source| AppError::Bind { addr, source })?;
+        let store = Store::connect(&config.database, self.clock.clone()).await?;
+        // After the database answered: an unreachable database is reported on its own.
         let audit_key = crate::engine::audit::load_key_at_startup(&config.audit)?;
-        let store = Store::connect(&config.database, self.clock.clone())
-            .await?
-            .with_audit_key(audit_key);
+        let store = store.with_audit_key(audit_key);
         if config.database.migrate_on_start {
             let applied = store.migrate().await?;
             if applied > 0 {

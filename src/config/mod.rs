@@ -682,8 +682,8 @@ impl Config {
         if self.executor.max_attempts == 0 {
             problems.push("executor.max_attempts: must be at least 1".into());
         }
-        if self.executor.claim_ttl_secs < 10 {
-            problems.push("executor.claim_ttl_secs: must be at least 10".into());
+        if self.executor.claim_ttl_secs == 0 {
+            problems.push("executor.claim_ttl_secs: must be at least 1".into());
         }
         for (name, source) in &self.sources {
             if !is_valid_source_name(name) {
