@@ -12,16 +12,7 @@ use crate::engine::run::{self, Preview, RunOptions, RunSummary};
 use crate::engine::safety::BudgetReport;
 use crate::store::Store;
 
-/// Who is acting: `--as`, else `IDBRIDGE_PRINCIPAL`, else the login name, else `cli`.
-pub(super) fn principal(given: Option<&str>) -> String {
-    given
-        .map(str::to_owned)
-        .or_else(|| std::env::var("IDBRIDGE_PRINCIPAL").ok())
-        .or_else(|| std::env::var("USER").ok())
-        .map(|p| p.trim().to_owned())
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "cli".to_owned())
-}
+pub(super) use super::audit::principal;
 
 /// `idbridge plan`: what the rules would do now, and why; nothing is stored but links.
 pub(super) async fn plan(

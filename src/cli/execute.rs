@@ -2,37 +2,10 @@
 //! targets until nothing is left to claim, and prints one line per phase. Exits non-zero when
 //! any action failed or was poisoned.
 
-use std::collections::BTreeMap;
-
-use anyhow::Context;
-
 use crate::config::Config;
-use crate::domain::{ActionPhase, RunId, TargetId};
+use crate::domain::{ActionPhase, RunId};
 use crate::engine::execute::{ExecuteOptions, RecordingNotifier, execute};
 use crate::store::Store;
-use crate::targets::Connector;
-
-/// Builds a connector per configured target, registered in the store under its name.
-pub(super) async fn connectors(
-    store: &Store,
-    config: &Config,
-) -> anyhow::Result<(
-    BTreeMap<TargetId, Connector>,
-    BTreeMap<TargetId, Vec<String>>,
-)> {
-    let mut targets = BTreeMap::new();
-    let mut admins = BTreeMap::new();
-    for (name, cfg) in &config.targets {
-        let record = store
-            .ensure_target(name, cfg.kind, &cfg.base_url)
-            .await
-            .with_context(|| format!("cannot record target `{name}`"))?;
-        let connector = Connector::new(name, cfg).with_context(|| format!("target `{name}`"))?;
-        targets.insert(record.id, connector);
-        admins.insert(record.id, cfg.admin_groups.clone());
-    }
-    Ok((targets, admins))
-}
 
 /// Runs the executor and prints its summary.
 pub(super) async fn run(store: &Store, config: &Config, run: Option<&str>) -> anyhow::Result<()> {
@@ -48,7 +21,7 @@ pub(super) async fn run(store: &Store, config: &Config, run: Option<&str>) -> an
             .await?
             .ok_or_else(|| super::UsageError::Invalid(format!("no run {id}")))?;
     }
-    let (targets, admin_groups) = connectors(store, config).await?;
+    let (targets, admin_groups) = crate::engine::run::connectors(store, config).await?;
     let opts = ExecuteOptions {
         run,
         executor_id: format!("cli-{}", uuid::Uuid::new_v4().simple()),

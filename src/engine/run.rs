@@ -358,13 +358,7 @@ pub async fn execute_run(
     config: &Config,
     run: RunId,
 ) -> Result<ExecReport, RunError> {
-    let targets = connectors(store, config).await?;
-    let admin_groups: BTreeMap<TargetId, Vec<String>> = targets
-        .iter()
-        .map(|(id, (name, _))| (*id, config.targets[name].admin_groups.clone()))
-        .collect();
-    let connectors: BTreeMap<TargetId, Connector> =
-        targets.into_iter().map(|(id, (_, c))| (id, c)).collect();
+    let (connectors, admin_groups) = connectors(store, config).await?;
     let report = execute::execute(
         store,
         &connectors,
@@ -380,21 +374,29 @@ pub async fn execute_run(
     Ok(report)
 }
 
-/// A connector for every configured target, by its stored id.
+/// A connector and the administrator groups of every configured target, by its stored id.
 pub async fn connectors(
     store: &Store,
     config: &Config,
-) -> Result<BTreeMap<TargetId, (String, Connector)>, RunError> {
-    let mut out = BTreeMap::new();
+) -> Result<
+    (
+        BTreeMap<TargetId, Connector>,
+        BTreeMap<TargetId, Vec<String>>,
+    ),
+    RunError,
+> {
+    let mut targets = BTreeMap::new();
+    let mut admins = BTreeMap::new();
     for (name, cfg) in &config.targets {
         let record = store.ensure_target(name, cfg.kind, &cfg.base_url).await?;
         let connector = Connector::new(name, cfg).map_err(|e| RunError::Target {
             name: name.clone(),
             detail: e.to_string(),
         })?;
-        out.insert(record.id, (name.clone(), connector));
+        targets.insert(record.id, connector);
+        admins.insert(record.id, cfg.admin_groups.clone());
     }
-    Ok(out)
+    Ok((targets, admins))
 }
 
 async fn load(
