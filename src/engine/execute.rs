@@ -25,7 +25,9 @@ use crate::config::ExecutorConfig;
 use crate::domain::{ActionKind, ActionPhase, RuleMode, RunId, RunStatus, TargetId};
 use crate::failpoint::failpoint;
 use crate::store::{ActionRecord, NewAuditEntry, Store, StoreError};
-use crate::targets::{AccountRef, GroupRef, RemoteAccount, Target, TargetError, WriteOutcome};
+use crate::targets::{
+    AccountRef, GroupRef, RemoteAccount, Target, TargetError, Write, WriteOutcome,
+};
 
 /// A boxed future, for the object-safe [`Notifier`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -392,12 +394,11 @@ impl<T: Target> Ctx<'_, T> {
                 .skip(a, "the account no longer exists on the target", json!(null))
                 .await;
         };
-        let aref = AccountRef::of(&current);
         let groups = match &current.groups {
             Some(g) => g.clone(),
             None if a.kind == ActionKind::Notify => Vec::new(),
             None => target
-                .account_groups(&aref)
+                .account_groups(&AccountRef::of(&current))
                 .await?
                 .into_iter()
                 .map(|g| g.name)
@@ -429,8 +430,9 @@ impl<T: Target> Ctx<'_, T> {
             return self.confirm(a, before, would, "would be done").await;
         }
         // WRITE
-        let outcome = match &a.kind {
-            ActionKind::Notify => {
+        let outcome = match write_of(&a.kind, &groups) {
+            // A notice is the one action that is no target write.
+            None => {
                 let notice = Notice {
                     run: a.run_id,
                     rule: a.rule.clone(),
@@ -452,27 +454,14 @@ impl<T: Target> Ctx<'_, T> {
                     }
                 }
             }
-            ActionKind::Deactivate => target.disable(&aref).await?,
-            ActionKind::Reactivate => target.enable(&aref).await?,
-            ActionKind::RemoveFromGroup { group, .. } => {
-                target
-                    .remove_from_group(&aref, &GroupRef::named(group.clone()))
-                    .await?
-            }
-            ActionKind::AddToGroup { group } => {
-                target
-                    .add_to_group(&aref, &GroupRef::named(group.clone()))
-                    .await?
-            }
-            ActionKind::Rename { to, .. } => {
-                let outcome = target.rename(&aref, to).await?;
+            Some(rename @ Write::Rename(_)) => {
+                let outcome = target.apply(&current, &rename).await?;
                 // On DC a rename may take more than one call (Crowd, then Confluence's
                 // directory sync): a crash here leaves the new name with nothing recorded.
                 failpoint("execute.mid_rename");
                 outcome
             }
-            ActionKind::ChangeDirectory { to, .. } => target.change_directory(&aref, to).await?,
-            ActionKind::Delete => target.delete(&aref).await?,
+            Some(write) => target.apply(&current, &write).await?,
         };
         failpoint("execute.after_send");
         let word = match outcome {
@@ -576,6 +565,27 @@ impl From<StoreError> for Step {
     fn from(e: StoreError) -> Self {
         Step::Store(e)
     }
+}
+
+/// The target write of an action (`None` for a notice); a group to leave is named as the
+/// account's membership spells it.
+fn write_of(kind: &ActionKind, groups: &[String]) -> Option<Write> {
+    Some(match kind {
+        ActionKind::Notify => return None,
+        ActionKind::Deactivate => Write::Disable,
+        ActionKind::Reactivate => Write::Enable,
+        ActionKind::RemoveFromGroup { group, .. } => {
+            let actual = groups
+                .iter()
+                .find(|g| g.eq_ignore_ascii_case(group))
+                .unwrap_or(group);
+            Write::RemoveFromGroup(GroupRef::named(actual.clone()))
+        }
+        ActionKind::AddToGroup { group } => Write::AddToGroup(GroupRef::named(group.clone())),
+        ActionKind::Rename { to, .. } => Write::Rename(to.clone()),
+        ActionKind::ChangeDirectory { to, .. } => Write::ChangeDirectory(to.clone()),
+        ActionKind::Delete => Write::Delete,
+    })
 }
 
 /// The pre-image with the action applied.

@@ -5,7 +5,7 @@ use super::confluence_cloud::AtlassianCloud;
 use super::confluence_dc::ConfluenceDc;
 use super::{
     AccountRef, GroupRef, Member, NewRemoteAccount, Page, Probe, RemoteAccount, RemoteGroup,
-    Target, TargetError, WriteOutcome,
+    Target, TargetError, Write, WriteOutcome,
 };
 use crate::config::TargetConfig;
 use crate::domain::TargetKind;
@@ -109,5 +109,8 @@ impl Target for Connector {
         d: &str,
     ) -> Result<WriteOutcome, TargetError> {
         dispatch!(self, |t| t.update_profile(a, e, d).await)
+    }
+    async fn apply(&self, a: &RemoteAccount, w: &Write) -> Result<WriteOutcome, TargetError> {
+        dispatch!(self, |t| t.apply(a, w).await)
     }
 }

@@ -320,6 +320,20 @@ impl GroupRef {
     }
 }
 
+/// One change to an account that the caller has just read and found not yet changed, for
+/// [`Target::apply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    Disable,
+    Enable,
+    AddToGroup(GroupRef),
+    /// The group as the account's membership spells it.
+    RemoveFromGroup(GroupRef),
+    Rename(String),
+    ChangeDirectory(String),
+    Delete,
+}
+
 /// An account to create.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewRemoteAccount {
@@ -540,4 +554,27 @@ pub trait Target: Send + Sync {
         email: &str,
         display_name: &str,
     ) -> impl Future<Output = Result<WriteOutcome, TargetError>> + Send;
+
+    /// Carries out `write` on `account` as the caller has just read it and found it not yet
+    /// in the post-state (the executor's read → compare → write). A connector whose
+    /// idempotent write methods read the account again first may skip that read here; the
+    /// default calls those methods, so it is as safe as they are.
+    fn apply(
+        &self,
+        account: &RemoteAccount,
+        write: &Write,
+    ) -> impl Future<Output = Result<WriteOutcome, TargetError>> + Send {
+        async move {
+            let a = AccountRef::of(account);
+            match write {
+                Write::Disable => self.disable(&a).await,
+                Write::Enable => self.enable(&a).await,
+                Write::AddToGroup(g) => self.add_to_group(&a, g).await,
+                Write::RemoveFromGroup(g) => self.remove_from_group(&a, g).await,
+                Write::Rename(to) => self.rename(&a, to).await,
+                Write::ChangeDirectory(to) => self.change_directory(&a, to).await,
+                Write::Delete => self.delete(&a).await,
+            }
+        }
+    }
 }

@@ -447,4 +447,50 @@ on_both_backends!(
     failures_poison_or_fail_the_action_and_skip_later_rungs,
     two_executors_never_carry_out_the_same_action_twice,
     a_dry_run_reads_but_sends_no_write,
+    an_action_reads_the_account_and_its_groups_once_and_writes_once,
 );
+
+/// The executor's read is the connector's: an action costs one read of the account, one of
+/// its groups and the write (no second read inside the write), and a group is left as the
+/// account's membership spells it.
+async fn an_action_reads_the_account_and_its_groups_once_and_writes_once(backend: Backend) {
+    let users: Vec<String> = vec!["rq.ann".into(), "rq.bob".into()];
+    let Some(env) = env(backend, &users).await else {
+        return;
+    };
+    let actions = vec![
+        env.planned(0, ActionKind::Deactivate),
+        env.planned(
+            1,
+            ActionKind::RemoveFromGroup {
+                group: "Confluence-Users".into(),
+                licence: true,
+            },
+        ),
+    ];
+    let run = env.run(RuleMode::Enforce, &actions).await;
+    let before = env.sim.core().requests().len();
+    let report = env.execute("rq", &quick()).await;
+    assert_eq!(report.finished_runs, vec![(run, RunStatus::Succeeded)]);
+    let log = env.sim.core().requests();
+    for (_, key, username) in &env.accounts {
+        let about: Vec<String> = log[before..]
+            .iter()
+            .filter(|r| {
+                let q = r.query.as_deref().unwrap_or_default();
+                r.path.contains(username.as_str()) || q.contains(key.as_str())
+            })
+            .map(|r| format!("{} {} {}", r.method, r.path, r.query.as_deref().unwrap_or("")))
+            .collect();
+        assert_eq!(about.len(), 3, "{username}: {about:#?}");
+        assert_eq!(
+            about.iter().filter(|r| !r.starts_with("GET")).count(),
+            1,
+            "{username}: {about:#?}"
+        );
+    }
+    assert!(env.sim.user("rq.ann").is_some_and(|u| !u.active));
+    let bob = env.sim.user("rq.bob").expect("bob");
+    assert!(bob.active);
+    assert_eq!(bob.groups, vec!["staff".to_owned()]);
+}

@@ -30,7 +30,7 @@ use url::Url;
 use super::http::{Body, Credentials, HttpSettings, RemoteClient};
 use super::{
     AccountRef, Capability, GroupRef, InstanceInfo, Member, NewRemoteAccount, Page, Probe,
-    RemoteAccount, RemoteGroup, Target, TargetError, WriteOutcome,
+    RemoteAccount, RemoteGroup, Target, TargetError, Write, WriteOutcome,
 };
 use crate::config::{RemoteApiMode, TargetConfig};
 use crate::domain::TargetKind;
@@ -512,8 +512,9 @@ impl ConfluenceDc {
             })
     }
 
-    /// Every direct group of `account`, all pages.
-    async fn groups_of(&self, account: &RemoteAccount) -> Result<Vec<String>, TargetError> {
+    /// Every direct group of the account with `key` (`username` only names it in errors),
+    /// all pages.
+    async fn groups_of(&self, key: &str, username: &str) -> Result<Vec<String>, TargetError> {
         let mut out = Vec::new();
         let mut pos = Pos::Start(0);
         for _ in 0..MAX_WALK_PAGES {
@@ -521,8 +522,8 @@ impl ConfluenceDc {
                 .fetch_page::<DcGroup>(
                     &["rest", "api", "user", "memberof"],
                     &pos,
-                    &[("key", account.key.clone())],
-                    &format!("groups of user `{}`", account.username),
+                    &[("key", key.to_owned())],
+                    &format!("groups of user `{username}`"),
                 )
                 .await?;
             out.extend(page.results.into_iter().filter_map(|g| g.name));
@@ -533,7 +534,7 @@ impl ConfluenceDc {
         }
         Err(TargetError::UnexpectedBody {
             status: 200,
-            detail: format!("group memberships of `{}` never end", account.username),
+            detail: format!("group memberships of `{username}` never end"),
         })
     }
 
@@ -649,6 +650,61 @@ impl ConfluenceDc {
             self.rpc_bool(d, c.rpc_method, c.rpc_params, c.cap).await?;
         }
         Ok(self.log_write(c.action, cur, WriteOutcome::Changed))
+    }
+
+    /// The write of a status or membership change to `cur`, which the caller has read and
+    /// found not yet changed; other writes go through their idempotent methods.
+    async fn write_known(
+        &self,
+        d: &Detected,
+        cur: &RemoteAccount,
+        write: &Write,
+    ) -> Result<WriteOutcome, TargetError> {
+        let user = cur.username.as_str();
+        let change = match write {
+            Write::Disable => Change {
+                cap: Capability::Disable,
+                action: "disable",
+                method: Method::PUT,
+                segments: &["rest", "api", "admin", "user", user, "disable"],
+                what: format!("disable `{user}`"),
+                rpc_method: "deactivateUser",
+                rpc_params: vec![RpcValue::str(user)],
+            },
+            Write::Enable => Change {
+                cap: Capability::Enable,
+                action: "enable",
+                method: Method::PUT,
+                segments: &["rest", "api", "admin", "user", user, "enable"],
+                what: format!("enable `{user}`"),
+                rpc_method: "reactivateUser",
+                rpc_params: vec![RpcValue::str(user)],
+            },
+            Write::AddToGroup(g) => Change {
+                cap: Capability::AddToGroup,
+                action: "add to group",
+                method: Method::PUT,
+                segments: &["rest", "api", "user", user, "group", &g.name],
+                what: format!("add `{user}` to group `{}`", g.name),
+                rpc_method: "addUserToGroup",
+                rpc_params: vec![RpcValue::str(user), RpcValue::str(&g.name)],
+            },
+            Write::RemoveFromGroup(g) => Change {
+                cap: Capability::RemoveFromGroup,
+                action: "remove from group",
+                method: Method::DELETE,
+                segments: &["rest", "api", "user", user, "group", &g.name],
+                what: format!("remove `{user}` from group `{}`", g.name),
+                rpc_method: "removeUserFromGroup",
+                rpc_params: vec![RpcValue::str(user), RpcValue::str(&g.name)],
+            },
+            Write::Rename(to) => return self.rename(&AccountRef::of(cur), to).await,
+            Write::ChangeDirectory(to) => {
+                return self.change_directory(&AccountRef::of(cur), to).await;
+            }
+            Write::Delete => return self.delete(&AccountRef::of(cur)).await,
+        };
+        self.change(d, cur, change).await
     }
 
     // --------------------------------------------------------------------------------------
@@ -1036,9 +1092,15 @@ impl Target for ConfluenceDc {
 
     async fn account_groups(&self, account: &AccountRef) -> Result<Vec<RemoteGroup>, TargetError> {
         self.require(Capability::GetAccount).await?;
-        let current = self.current(account).await?;
+        // The membership listing takes the key: with it, no lookup is needed first.
+        let (key, username) = if account.key.is_empty() {
+            let current = self.current(account).await?;
+            (current.key, current.username)
+        } else {
+            (account.key.clone(), account.username.clone())
+        };
         Ok(self
-            .groups_of(&current)
+            .groups_of(&key, &username)
             .await?
             .into_iter()
             .map(|name| RemoteGroup {
@@ -1128,20 +1190,7 @@ impl Target for ConfluenceDc {
         if rest::is_deactivated(&cur.raw_status) {
             return Ok(self.log_write("disable", &cur, WriteOutcome::AlreadyDone));
         }
-        self.change(
-            &d,
-            &cur,
-            Change {
-                cap: Capability::Disable,
-                action: "disable",
-                method: Method::PUT,
-                segments: &["rest", "api", "admin", "user", &cur.username, "disable"],
-                what: format!("disable `{}`", cur.username),
-                rpc_method: "deactivateUser",
-                rpc_params: vec![RpcValue::str(&cur.username)],
-            },
-        )
-        .await
+        self.write_known(&d, &cur, &Write::Disable).await
     }
 
     async fn enable(&self, account: &AccountRef) -> Result<WriteOutcome, TargetError> {
@@ -1150,20 +1199,7 @@ impl Target for ConfluenceDc {
         if cur.active {
             return Ok(self.log_write("enable", &cur, WriteOutcome::AlreadyDone));
         }
-        self.change(
-            &d,
-            &cur,
-            Change {
-                cap: Capability::Enable,
-                action: "enable",
-                method: Method::PUT,
-                segments: &["rest", "api", "admin", "user", &cur.username, "enable"],
-                what: format!("enable `{}`", cur.username),
-                rpc_method: "reactivateUser",
-                rpc_params: vec![RpcValue::str(&cur.username)],
-            },
-        )
-        .await
+        self.write_known(&d, &cur, &Write::Enable).await
     }
 
     async fn add_to_group(
@@ -1173,24 +1209,12 @@ impl Target for ConfluenceDc {
     ) -> Result<WriteOutcome, TargetError> {
         let d = self.require(Capability::AddToGroup).await?;
         let cur = self.current(account).await?;
-        let groups = self.groups_of(&cur).await?;
+        let groups = self.groups_of(&cur.key, &cur.username).await?;
         if groups.iter().any(|g| g.eq_ignore_ascii_case(&group.name)) {
             return Ok(self.log_write("add to group", &cur, WriteOutcome::AlreadyDone));
         }
-        self.change(
-            &d,
-            &cur,
-            Change {
-                cap: Capability::AddToGroup,
-                action: "add to group",
-                method: Method::PUT,
-                segments: &["rest", "api", "user", &cur.username, "group", &group.name],
-                what: format!("add `{}` to group `{}`", cur.username, group.name),
-                rpc_method: "addUserToGroup",
-                rpc_params: vec![RpcValue::str(&cur.username), RpcValue::str(&group.name)],
-            },
-        )
-        .await
+        self.write_known(&d, &cur, &Write::AddToGroup(group.clone()))
+            .await
     }
 
     async fn remove_from_group(
@@ -1200,24 +1224,12 @@ impl Target for ConfluenceDc {
     ) -> Result<WriteOutcome, TargetError> {
         let d = self.require(Capability::RemoveFromGroup).await?;
         let cur = self.current(account).await?;
-        let groups = self.groups_of(&cur).await?;
+        let groups = self.groups_of(&cur.key, &cur.username).await?;
         let Some(actual) = groups.iter().find(|g| g.eq_ignore_ascii_case(&group.name)) else {
             return Ok(self.log_write("remove from group", &cur, WriteOutcome::AlreadyDone));
         };
-        self.change(
-            &d,
-            &cur,
-            Change {
-                cap: Capability::RemoveFromGroup,
-                action: "remove from group",
-                method: Method::DELETE,
-                segments: &["rest", "api", "user", &cur.username, "group", actual],
-                what: format!("remove `{}` from group `{actual}`", cur.username),
-                rpc_method: "removeUserFromGroup",
-                rpc_params: vec![RpcValue::str(&cur.username), RpcValue::str(actual)],
-            },
-        )
-        .await
+        self.write_known(&d, &cur, &Write::RemoveFromGroup(GroupRef::named(actual)))
+            .await
     }
 
     async fn rename(
@@ -1392,6 +1404,24 @@ impl Target for ConfluenceDc {
         });
         self.log_write("create", &account, WriteOutcome::Changed);
         Ok(account)
+    }
+
+    async fn apply(
+        &self,
+        account: &RemoteAccount,
+        write: &Write,
+    ) -> Result<WriteOutcome, TargetError> {
+        let cap = match write {
+            Write::Disable => Capability::Disable,
+            Write::Enable => Capability::Enable,
+            Write::AddToGroup(_) => Capability::AddToGroup,
+            Write::RemoveFromGroup(_) => Capability::RemoveFromGroup,
+            Write::Rename(_) => Capability::Rename,
+            Write::ChangeDirectory(_) => Capability::ChangeDirectory,
+            Write::Delete => Capability::Delete,
+        };
+        let d = self.require(cap).await?;
+        self.write_known(&d, account, write).await
     }
 
     async fn update_profile(
