@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::domain::{Explanation, Plan, RunId, RunStatus};
+use crate::domain::{Explanation, Plan, RunStatus};
 use crate::engine::run::{self, Preview, RunOptions, RunSummary};
 use crate::engine::safety::BudgetReport;
 use crate::store::Store;
@@ -78,11 +78,12 @@ pub(super) async fn approve(
     store: &Store,
     clock: &SharedClock,
     config: &Config,
-    run_id: RunId,
+    run_text: &str,
     approver: &str,
     hash: Option<&str>,
     execute: bool,
 ) -> anyhow::Result<()> {
+    let run_id = super::runs::resolve(store, run_text).await?;
     let summary = run::approve(store, config, run_id, approver, hash, execute, clock.now()).await?;
     checkpoint(store, config).await?;
     println!("run {run_id} approved by {approver}");
@@ -199,7 +200,8 @@ fn render_plan(out: &mut String, label: &str, plan: &Plan, budget: &BudgetReport
     }
 }
 
-fn describe(kind: &crate::domain::ActionKind) -> String {
+/// An action in a few words, as the reports print it.
+pub(super) fn describe(kind: &crate::domain::ActionKind) -> String {
     use crate::domain::ActionKind as K;
     match kind {
         K::Notify => "notify".into(),

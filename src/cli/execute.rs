@@ -3,24 +3,16 @@
 //! any action failed or was poisoned.
 
 use crate::config::Config;
-use crate::domain::{ActionPhase, RunId};
+use crate::domain::ActionPhase;
 use crate::engine::execute::{ExecuteOptions, RecordingNotifier, execute};
 use crate::store::Store;
 
 /// Runs the executor and prints its summary.
 pub(super) async fn run(store: &Store, config: &Config, run: Option<&str>) -> anyhow::Result<()> {
     let run = match run {
-        Some(id) => Some(RunId(uuid::Uuid::parse_str(id.trim()).map_err(|_| {
-            super::UsageError::Invalid(format!("--run: `{}` is not a run id", id.escape_debug()))
-        })?)),
+        Some(text) => Some(super::runs::resolve(store, text).await?),
         None => None,
     };
-    if let Some(id) = run {
-        store
-            .run(id)
-            .await?
-            .ok_or_else(|| super::UsageError::Invalid(format!("no run {id}")))?;
-    }
     let (targets, admin_groups) = crate::engine::run::connectors(store, config).await?;
     let opts = ExecuteOptions {
         run,

@@ -20,6 +20,7 @@ use crate::telemetry;
 mod audit;
 mod engine;
 mod execute;
+mod runs;
 mod sim;
 mod sources;
 mod targets;
@@ -142,6 +143,11 @@ pub enum Command {
         /// Only this run (its id).
         #[arg(long, value_name = "ID")]
         run: Option<String>,
+    },
+    /// List the stored runs, or show one with every action's phase.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
     },
     /// Run a wire-faithful simulator of a system idbridge talks to, to try idbridge safely.
     Sim {
@@ -312,6 +318,28 @@ pub enum TokenCommand {
     },
 }
 
+/// `idbridge runs …`.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// The newest runs first: kind, mode, status, action count, who started them.
+    List {
+        /// How many runs (1 to 10,000).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run: its status, approval, budget check and every action with its phase and error.
+    Show {
+        /// The run's id, or its first eight or more characters.
+        run: String,
+        /// Print JSON instead of the report.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// A problem with the configuration or the command line; `main` exits with status 2 for these.
 #[derive(Debug, thiserror::Error)]
 pub enum UsageError {
@@ -474,9 +502,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             no_execute,
         } => {
             let config = load(&cli)?;
-            let id = crate::domain::RunId(uuid::Uuid::parse_str(run.trim()).map_err(|_| {
-                UsageError::Invalid(format!("`{}` is not a run id", run.escape_debug()))
-            })?);
             init_logs(&config)?;
             let (store, clock) = open_store(&config).await?;
             let approver = engine::principal(principal.as_deref());
@@ -484,7 +509,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 &store,
                 &clock,
                 &config,
-                id,
+                run,
                 &approver,
                 Some(hash.as_str()),
                 !no_execute,
@@ -498,6 +523,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logs(&config)?;
             let (store, _clock) = open_store(&config).await?;
             let result = execute::run(&store, &config, run.as_deref()).await;
+            store.close().await;
+            result
+        }
+        Command::Runs { ref command } => {
+            let config = load(&cli)?;
+            init_logs(&config)?;
+            let (store, _clock) = open_store(&config).await?;
+            let result = match command {
+                RunsCommand::List { limit, json } => runs::list(&store, *limit, *json).await,
+                RunsCommand::Show { run, json } => runs::show(&store, run, *json).await,
+            };
             store.close().await;
             result
         }

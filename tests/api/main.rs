@@ -13,6 +13,7 @@ mod linking;
 mod metrics;
 mod middleware;
 mod rules_store;
+mod runs_cli;
 mod scim_bad_input;
 mod scim_bulk;
 mod scim_compliance;
