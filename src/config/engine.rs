@@ -698,10 +698,117 @@ pub fn rules_from_config(config: &super::Config) -> Result<Vec<Rule>, Vec<String
     }
 }
 
+/// The shortest audit key accepted, in bytes (HMAC-SHA-256 wants at least its output size).
+pub const MIN_AUDIT_KEY_BYTES: usize = 32;
+
+impl SafetyConfig {
+    /// What is wrong with a `[safety]` section, one message per problem, naming the key.
+    pub fn problems(&self) -> Vec<String> {
+        let config = self;
+        let mut problems = Vec::new();
+        for (name, value) in [
+            ("first_run_factor", config.first_run_factor),
+            ("change_factor", config.change_factor),
+        ] {
+            if !value.is_finite() || !(0.0..=1.0).contains(&value) {
+                problems.push(format!(
+                    "safety.{name}: must be between 0 and 1 (it makes limits stricter), not {value}"
+                ));
+            }
+        }
+        if config.approval_ttl_hours == 0 {
+            problems.push("safety.approval_ttl_hours: must be at least 1".into());
+        }
+        for (kind, budget) in &config.budgets {
+            for (key, value) in [
+                ("per_run_percent", budget.per_run_percent),
+                ("per_day_percent", budget.per_day_percent),
+                ("per_week_percent", budget.per_week_percent),
+            ] {
+                if let Some(p) = value
+                    && (!p.is_finite() || !(0.0..=100.0).contains(&p))
+                {
+                    problems.push(format!(
+                        "safety.budgets.{}.{key}: must be between 0 and 100, not {p}",
+                        kind.as_str()
+                    ));
+                }
+            }
+            let ordered = |a: Option<u64>, b: Option<u64>| match (a, b) {
+                (Some(a), Some(b)) => a <= b,
+                _ => true,
+            };
+            if !ordered(budget.per_run, budget.per_day) || !ordered(budget.per_day, budget.per_week)
+            {
+                problems.push(format!(
+                    "safety.budgets.{}: per_run ≤ per_day ≤ per_week is expected (a longer window \
+                     with a smaller limit makes the shorter one pointless)",
+                    kind.as_str()
+                ));
+            }
+        }
+        problems
+    }
+}
+
+impl AuditConfig {
+    /// What is wrong with an `[audit]` section, one message per problem, naming the key.
+    pub fn problems(&self) -> Vec<String> {
+        let config = self;
+        let mut problems = Vec::new();
+        if let Some(key) = &config.key {
+            let len = key.expose().len();
+            if len < MIN_AUDIT_KEY_BYTES {
+                problems.push(format!(
+                    "audit.key: must be at least {MIN_AUDIT_KEY_BYTES} bytes, not {len}"
+                ));
+            }
+            if config.key_path.is_some() {
+                problems.push("audit.key and audit.key_path: set one, not both".into());
+            }
+        }
+        if config.checkpoint_file.is_some() && config.key.is_none() && config.key_path.is_none() {
+            problems.push(
+                "audit.checkpoint_file: a checkpoint is signed with the audit key; set audit.key \
+                 or audit.key_path"
+                    .into(),
+            );
+        }
+        problems
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    #[test]
+    fn safety_problems_name_the_key_at_fault() {
+        assert!(SafetyConfig::default().problems().is_empty());
+        let mut c = SafetyConfig {
+            first_run_factor: 2.0,
+            approval_ttl_hours: 0,
+            ..SafetyConfig::default()
+        };
+        c.budgets.insert(
+            BudgetKind::Rename,
+            Budget {
+                per_run: Some(10),
+                per_day: Some(5),
+                per_run_percent: Some(150.0),
+                ..Budget::default()
+            },
+        );
+        let p = c.problems().join("\n");
+        assert!(p.contains("safety.first_run_factor"), "{p}");
+        assert!(p.contains("safety.approval_ttl_hours"), "{p}");
+        assert!(p.contains("safety.budgets.rename.per_run_percent"), "{p}");
+        assert!(
+            p.contains("safety.budgets.rename: per_run ≤ per_day"),
+            "{p}"
+        );
+    }
 
     fn rule_config(toml_text: &str) -> RuleConfig {
         toml::from_str(toml_text).expect("rule parses")

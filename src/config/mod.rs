@@ -18,9 +18,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use engine::{
-    AttributeCondition, AuditConfig, Budget, ExecutorConfig, LinkKey, LinkingConfig, PlannerConfig,
-    RuleConfig, SafetyConfig, USERS_CSV_MAX_BYTES, USERS_CSV_MAX_ROWS, WhenConfig, read_users_csv,
-    rules_from_config,
+    AttributeCondition, AuditConfig, Budget, ExecutorConfig, LinkKey, LinkingConfig,
+    MIN_AUDIT_KEY_BYTES, PlannerConfig, RuleConfig, SafetyConfig, USERS_CSV_MAX_BYTES,
+    USERS_CSV_MAX_ROWS, WhenConfig, read_users_csv, rules_from_config,
 };
 pub use load::{ConfigError, ENV_PREFIX, load};
 
@@ -674,8 +674,8 @@ impl Config {
                 )),
             }
         }
-        problems.extend(crate::engine::safety::safety_problems(&self.safety));
-        problems.extend(crate::engine::audit::audit_problems(&self.audit));
+        problems.extend(self.safety.problems());
+        problems.extend(self.audit.problems());
         if self.executor.concurrency == 0 {
             problems.push("executor.concurrency: must be at least 1".into());
         }

@@ -147,30 +147,6 @@ fn warn_if_readable_by_others(path: &Path) {
     let _ = path;
 }
 
-/// What is wrong with an `[audit]` section, one message per problem, naming the key.
-pub fn audit_problems(config: &AuditConfig) -> Vec<String> {
-    let mut problems = Vec::new();
-    if let Some(key) = &config.key {
-        let len = key.expose().len();
-        if len < MIN_AUDIT_KEY_BYTES {
-            problems.push(format!(
-                "audit.key: must be at least {MIN_AUDIT_KEY_BYTES} bytes, not {len}"
-            ));
-        }
-        if config.key_path.is_some() {
-            problems.push("audit.key and audit.key_path: set one, not both".into());
-        }
-    }
-    if config.checkpoint_file.is_some() && config.key.is_none() && config.key_path.is_none() {
-        problems.push(
-            "audit.checkpoint_file: a checkpoint is signed with the audit key; set audit.key \
-             or audit.key_path"
-                .into(),
-        );
-    }
-    problems
-}
-
 /// The signed record of the newest audit entry, kept outside the database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -826,7 +802,7 @@ mod tests {
         };
         assert!(matches!(load_key(&short), Err(AuditError::ShortKey(9))));
         assert!(load_key(&AuditConfig::default()).unwrap().is_none());
-        let problems = audit_problems(&short).join("\n");
+        let problems = short.problems().join("\n");
         assert!(
             problems.contains("audit.key: must be at least 32"),
             "{problems}"
@@ -835,12 +811,12 @@ mod tests {
             checkpoint_file: Some("cp.json".into()),
             ..AuditConfig::default()
         };
-        assert!(audit_problems(&unsigned)[0].contains("audit.checkpoint_file"));
+        assert!(unsigned.problems()[0].contains("audit.checkpoint_file"));
         let fine = AuditConfig {
             key: Some(Secret::new("k".repeat(32))),
             checkpoint_file: Some("cp.json".into()),
             ..AuditConfig::default()
         };
-        assert!(audit_problems(&fine).is_empty());
+        assert!(fine.problems().is_empty());
     }
 }

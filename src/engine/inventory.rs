@@ -16,8 +16,8 @@ use crate::domain::{NewAccount, Snapshot, SnapshotStatus, Target as TargetRecord
 use crate::store::{Store, StoreError};
 use crate::targets::licence::{LicenceRules, UsageTally, granting_groups, holds_licence};
 use crate::targets::{
-    Capability, GroupRef, LicenceUsage, Member, Page, Probe, RemoteAccount, RemoteGroup, Target,
-    TargetError,
+    Capability, GroupRef, LicenceUsage, Member, Page, Probe, RemoteAccount, RemoteGroup, Support,
+    Target, TargetError,
 };
 
 /// How one inventory runs.
@@ -314,7 +314,20 @@ pub async fn sync_target<T: Target>(
     let reason = (!problems.is_empty()).then(|| problems.join("; "));
     let pages = pager.pages + view.pages;
     let elapsed_ms = started.elapsed().as_millis() as u64;
+    // What the planner must not plan on this instance, and why (it reads them from here).
+    let cannot: serde_json::Map<String, Value> = [
+        ("rename", Capability::Rename),
+        ("change_directory", Capability::ChangeDirectory),
+        ("delete", Capability::Delete),
+    ]
+    .into_iter()
+    .filter_map(|(key, cap)| match probe.capabilities.get(cap) {
+        Support::Unsupported { why } => Some((key.to_owned(), Value::String(why))),
+        Support::Supported { .. } => None,
+    })
+    .collect();
     let detail = json!({
+        "cannot": cannot,
         "reason": reason,
         "pages": pages,
         "groups": target_groups.len(),

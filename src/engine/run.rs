@@ -23,7 +23,7 @@ use crate::engine::execute::{self, ExecReport, ExecuteOptions};
 use crate::engine::link;
 use crate::engine::plan::{self, PlanInput, PlanSettings};
 use crate::engine::safety::{self, BudgetHistory, BudgetInput, BudgetReport};
-use crate::store::{NewRun, PlannerInputs, RuleOrigin, RunKind, Store, StoreError};
+use crate::store::{ActionRecord, NewRun, PlannerInputs, RuleOrigin, RunKind, Store, StoreError};
 use crate::targets::Connector;
 
 /// Why a pass could not be made.
@@ -81,6 +81,8 @@ pub struct Preview {
     pub dry_run: Plan,
     pub enforce_budget: BudgetReport,
     pub dry_run_budget: BudgetReport,
+    /// The rules planned (from the configuration and the store), in plan order.
+    pub rules: Vec<String>,
     pub config_hash: String,
 }
 
@@ -190,6 +192,7 @@ pub async fn preview(
         dry_run_budget: budget(&dry_run),
         enforce,
         dry_run,
+        rules: names,
         config_hash,
     })
 }
@@ -225,12 +228,6 @@ pub async fn run(
     now: DateTime<Utc>,
 ) -> Result<RunOutcome, RunError> {
     let preview = preview(store, config, opts, now).await?;
-    let rule_names: Vec<String> = config
-        .rules
-        .iter()
-        .filter(|(n, r)| r.enabled && (opts.rules.is_empty() || opts.rules.contains(n)))
-        .map(|(n, _)| n.clone())
-        .collect();
     let mut runs = Vec::new();
     for (mode, plan, budget) in [
         (RuleMode::Enforce, &preview.enforce, &preview.enforce_budget),
@@ -251,7 +248,7 @@ pub async fn run(
                     kind: RunKind::Rule,
                     mode,
                     status,
-                    rules: rule_names.clone(),
+                    rules: preview.rules.clone(),
                     started_by: opts.principal.clone(),
                     config_hash: preview.config_hash.clone(),
                     plan_hash: plan_hash.clone(),
@@ -294,19 +291,7 @@ pub async fn approve(
     let record = store.run(run).await?.ok_or(RunError::NoSuchRun(run))?;
     let actions = store.run_actions(run).await?;
     // The plan hash covers ids, keys, usernames, kinds and rules, not target names.
-    let planned: Vec<PlannedAction> = actions
-        .iter()
-        .map(|a| PlannedAction {
-            account_id: a.account_id,
-            target_id: a.target_id,
-            target: String::new(),
-            account_key: a.account_key.clone(),
-            username: a.username.clone(),
-            identity_id: a.identity_id,
-            kind: a.kind.clone(),
-            reason: a.reason.clone(),
-        })
-        .collect();
+    let planned: Vec<PlannedAction> = actions.iter().map(ActionRecord::planned).collect();
     let recomputed = safety::plan_hash(&planned);
     let ttl = config.safety.approval_ttl_hours;
     if let Err(e) = safety::check_approval(

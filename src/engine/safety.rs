@@ -426,52 +426,6 @@ pub fn approval_expires(at: DateTime<Utc>, ttl_hours: u32) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// What is wrong with a `[safety]` section, one message per problem, naming the key.
-pub fn safety_problems(config: &SafetyConfig) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (name, value) in [
-        ("first_run_factor", config.first_run_factor),
-        ("change_factor", config.change_factor),
-    ] {
-        if !value.is_finite() || !(0.0..=1.0).contains(&value) {
-            problems.push(format!(
-                "safety.{name}: must be between 0 and 1 (it makes limits stricter), not {value}"
-            ));
-        }
-    }
-    if config.approval_ttl_hours == 0 {
-        problems.push("safety.approval_ttl_hours: must be at least 1".into());
-    }
-    for (kind, budget) in &config.budgets {
-        for (key, value) in [
-            ("per_run_percent", budget.per_run_percent),
-            ("per_day_percent", budget.per_day_percent),
-            ("per_week_percent", budget.per_week_percent),
-        ] {
-            if let Some(p) = value
-                && (!p.is_finite() || !(0.0..=100.0).contains(&p))
-            {
-                problems.push(format!(
-                    "safety.budgets.{}.{key}: must be between 0 and 100, not {p}",
-                    kind.as_str()
-                ));
-            }
-        }
-        let ordered = |a: Option<u64>, b: Option<u64>| match (a, b) {
-            (Some(a), Some(b)) => a <= b,
-            _ => true,
-        };
-        if !ordered(budget.per_run, budget.per_day) || !ordered(budget.per_day, budget.per_week) {
-            problems.push(format!(
-                "safety.budgets.{}: per_run ≤ per_day ≤ per_week is expected (a longer window \
-                 with a smaller limit makes the shorter one pointless)",
-                kind.as_str()
-            ));
-        }
-    }
-    problems
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -932,33 +886,6 @@ mod tests {
         assert_eq!(
             approval_expires(DateTime::<Utc>::MAX_UTC, 5),
             DateTime::<Utc>::MAX_UTC
-        );
-    }
-
-    #[test]
-    fn safety_problems_name_the_key_at_fault() {
-        assert!(safety_problems(&SafetyConfig::default()).is_empty());
-        let mut c = SafetyConfig {
-            first_run_factor: 2.0,
-            approval_ttl_hours: 0,
-            ..SafetyConfig::default()
-        };
-        c.budgets.insert(
-            BudgetKind::Rename,
-            Budget {
-                per_run: Some(10),
-                per_day: Some(5),
-                per_run_percent: Some(150.0),
-                ..Budget::default()
-            },
-        );
-        let p = safety_problems(&c).join("\n");
-        assert!(p.contains("safety.first_run_factor"), "{p}");
-        assert!(p.contains("safety.approval_ttl_hours"), "{p}");
-        assert!(p.contains("safety.budgets.rename.per_run_percent"), "{p}");
-        assert!(
-            p.contains("safety.budgets.rename: per_run ≤ per_day"),
-            "{p}"
         );
     }
 

@@ -32,8 +32,7 @@ pub const SCHEME_SHA256: &str = "sha256";
 /// HMAC-SHA-256 entries under the audit key.
 pub const SCHEME_HMAC: &str = "hmac-sha256";
 
-/// The shortest key accepted, in bytes.
-pub const MIN_AUDIT_KEY_BYTES: usize = 32;
+pub use crate::config::MIN_AUDIT_KEY_BYTES;
 
 /// The audit log's HMAC key. Never stored in the database, never shown: `Debug` prints
 /// `AuditKey(***)`.

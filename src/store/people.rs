@@ -86,6 +86,8 @@ struct SnapshotRow {
     started_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
     status: String,
+    /// Only target snapshots' detail is read (what the instance cannot do).
+    cannot: Option<Json<Value>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -105,7 +107,8 @@ const IDENTITIES: &str = "select id, source_id, external_id, user_name, email, s
      last_snapshot_id from identities";
 const SOURCES: &str = "select id, name, kind, created_at from sources";
 const TARGETS: &str = "select id, name from targets";
-const SNAPSHOTS: &str = "select id, source_id, target_id, started_at, finished_at, status \
+const SNAPSHOTS: &str = "select id, source_id, target_id, started_at, finished_at, status, \
+     case when target_id is not null then detail end as cannot \
      from snapshots where status <> 'running' order by started_at, id";
 const SOURCE_GROUPS: &str = "select source_id, name, members from source_groups";
 const SCIM_GROUPS: &str = "select g.source_id, g.display_name, m.member_id from scim_members m \
@@ -288,6 +291,8 @@ fn assemble(
         t.targets.iter().map(|(id, n)| (*id, n.as_str())).collect();
     // Latest finished snapshot per target: (id, complete); first complete per source.
     let mut target_latest: HashMap<Uuid, (Uuid, bool)> = HashMap::new();
+    // What each target's instance cannot do, as its latest inventory's probe said.
+    let mut target_cannot: HashMap<Uuid, Value> = HashMap::new();
     let mut first_complete: HashMap<Uuid, Option<DateTime<Utc>>> = HashMap::new();
     for s in &t.snapshots {
         let complete = s.status == SnapshotStatus::Complete.as_str();
@@ -302,6 +307,8 @@ fn assemble(
         }
         if let Some(target) = s.target_id {
             target_latest.insert(target, (s.id, complete));
+            let cannot = s.cannot.as_ref().and_then(|d| d.0.get("cannot")).cloned();
+            target_cannot.insert(target, cannot.unwrap_or(Value::Null));
         }
     }
     for s in sources.values_mut() {
@@ -463,6 +470,35 @@ fn assemble(
         let gone = target_latest
             .get(&a.target_id)
             .is_some_and(|(latest, complete)| *complete && a.last_snapshot_id != Some(*latest));
+        let link = match links.link_state(AccountId(a.id)) {
+            Some(state) => state.clone(),
+            None => match stored.get(&a.id) {
+                Some(methods) => {
+                    // One per source, highest precedence first.
+                    let mut methods: Vec<(IdentityId, LinkMethod)> = methods
+                        .iter()
+                        .filter(|(i, _)| identity_index.contains_key(&i.0))
+                        .copied()
+                        .collect();
+                    let order = |i: &IdentityId| {
+                        let src = identity_index
+                            .get(&i.0)
+                            .and_then(|x| sources.get(&t.identities[*x].source_id))
+                            .map(|s| s.name)
+                            .unwrap_or_default();
+                        let p = config.linking.precedence.iter().position(|n| n == src);
+                        (p.unwrap_or(usize::MAX), src.to_owned())
+                    };
+                    methods.sort_by_key(|(i, _)| order(i));
+                    if methods.is_empty() {
+                        LinkState::Unlinked
+                    } else {
+                        LinkState::Linked { methods }
+                    }
+                }
+                None => LinkState::Unlinked,
+            },
+        };
         let unmanaged_reason = if target_cfg.is_none() {
             Some(format!("target `{target}` is not configured"))
         } else if let Some(r) = &read_only {
@@ -471,6 +507,14 @@ fn assemble(
             Some("not managed by idbridge".to_owned())
         } else if gone {
             Some("not in the target's latest complete inventory".to_owned())
+        } else if matches!(link, LinkState::Unlinked)
+            && !target_cfg.is_some_and(|c| c.manage_unlinked)
+        {
+            // Provenance: an account traced to no identity is left alone unless its target
+            // says otherwise.
+            Some(format!(
+                "linked to no identity (targets.{target}.manage_unlinked is off)"
+            ))
         } else {
             None
         };
@@ -500,47 +544,6 @@ fn assemble(
             first_seen_at: a.first_seen_at,
         };
 
-        let link = match links.link_state(account.id) {
-            Some(state) => state.clone(),
-            None => match stored.get(&a.id) {
-                Some(methods) => {
-                    // One per source, highest precedence first.
-                    let mut methods: Vec<(IdentityId, LinkMethod)> = methods
-                        .iter()
-                        .filter(|(i, _)| identity_index.contains_key(&i.0))
-                        .copied()
-                        .collect();
-                    let order = |i: &IdentityId| {
-                        let src = identity_index
-                            .get(&i.0)
-                            .and_then(|x| sources.get(&t.identities[*x].source_id))
-                            .map(|s| s.name)
-                            .unwrap_or_default();
-                        let p = config.linking.precedence.iter().position(|n| n == src);
-                        (p.unwrap_or(usize::MAX), src.to_owned())
-                    };
-                    methods.sort_by_key(|(i, _)| order(i));
-                    if methods.is_empty() {
-                        LinkState::Unlinked
-                    } else {
-                        LinkState::Linked { methods }
-                    }
-                }
-                None => LinkState::Unlinked,
-            },
-        };
-        // Provenance: an account traced to no identity is left alone unless its target says
-        // otherwise.
-        let mut account = account;
-        if account.managed
-            && matches!(link, LinkState::Unlinked)
-            && !target_cfg.is_some_and(|c| c.manage_unlinked)
-        {
-            account.managed = false;
-            account.unmanaged_reason = Some(format!(
-                "linked to no identity (targets.{target}.manage_unlinked is off)"
-            ));
-        }
         let mut identities = Vec::new();
         if let LinkState::Linked { methods } = &link {
             for (id, _) in methods {
@@ -661,17 +664,24 @@ fn assemble(
             .remove(id)
             .unwrap_or_else(|| cfg.licence_groups.clone());
         licence_groups.sort();
+        let cannot = |what: &str| {
+            target_cannot
+                .get(id)
+                .and_then(|c| c.get(what))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
         target_states.push(TargetState {
             name: name.clone(),
             id: TargetId(*id),
             complete,
             incomplete_reason,
             licence_groups,
-            // Probed capabilities are not stored with the inventory; the executor reports
-            // an unsupported action when it meets one.
-            cannot_rename: None,
-            cannot_change_directory: None,
-            cannot_delete: None,
+            // As probed at the latest inventory; the executor still skips with the reason an
+            // action the instance turns out not to support.
+            cannot_rename: cannot("rename"),
+            cannot_change_directory: cannot("change_directory"),
+            cannot_delete: cannot("delete"),
         });
     }
     target_states.sort_by(|a, b| a.name.cmp(&b.name));

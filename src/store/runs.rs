@@ -116,6 +116,23 @@ pub struct ActionRecord {
     pub run_approved_by: Option<String>,
 }
 
+impl ActionRecord {
+    /// The planned action this record stores (without the target's name, which the store
+    /// does not keep on actions): what the plan hash of a stored run is recomputed from.
+    pub fn planned(&self) -> PlannedAction {
+        PlannedAction {
+            account_id: self.account_id,
+            target_id: self.target_id,
+            target: String::new(),
+            account_key: self.account_key.clone(),
+            username: self.username.clone(),
+            identity_id: self.identity_id,
+            kind: self.kind.clone(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct RunRow {
     id: Uuid,
