@@ -480,7 +480,14 @@ async fn an_action_reads_the_account_and_its_groups_once_and_writes_once(backend
                 let q = r.query.as_deref().unwrap_or_default();
                 r.path.contains(username.as_str()) || q.contains(key.as_str())
             })
-            .map(|r| format!("{} {} {}", r.method, r.path, r.query.as_deref().unwrap_or("")))
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r.method,
+                    r.path,
+                    r.query.as_deref().unwrap_or("")
+                )
+            })
             .collect();
         assert_eq!(about.len(), 3, "{username}: {about:#?}");
         assert_eq!(

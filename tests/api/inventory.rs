@@ -73,6 +73,7 @@ impl Target for FakeTarget {
             Capability::GroupMembers,
             Capability::NestedGroups,
             Capability::LicenceUsage,
+            Capability::Delete,
         ] {
             caps.set(c, Support::via("fake"));
         }
@@ -249,7 +250,44 @@ on_both_backends!(
     every_way_a_listing_falls_short_is_stored_as_incomplete_with_its_reason,
     a_count_far_below_the_last_complete_inventory_is_not_plausible,
     last_logins_from_outside_the_api_fill_in_and_never_go_back_in_time,
+    what_the_instance_cannot_do_reaches_the_planner_from_its_latest_inventory,
 );
+
+async fn what_the_instance_cannot_do_reaches_the_planner_from_its_latest_inventory(
+    backend: Backend,
+) {
+    let Some((_db, store, _clock)) = store_for(backend).await else {
+        return;
+    };
+    let record = store
+        .ensure_target("wiki", TargetKind::ConfluenceDc, "http://wiki.test")
+        .await
+        .unwrap();
+    let mut config = idbridge::config::Config::default();
+    config.targets.insert(
+        "wiki".into(),
+        idbridge::config::TargetConfig::new(TargetKind::ConfluenceDc, "http://wiki.test"),
+    );
+    let links = idbridge::store::StoredLinks;
+    // Before any inventory nothing is known, so nothing is ruled out.
+    let before = store.planner_inputs(&config, &links).await.unwrap();
+    assert_eq!(before.targets[0].cannot_rename, None);
+    let fake = FakeTarget::new(10, Flaw::None);
+    sync_target(&store, &record, &fake, &InventoryOptions::default())
+        .await
+        .unwrap();
+    let after = store.planner_inputs(&config, &links).await.unwrap();
+    let wiki = &after.targets[0];
+    assert_eq!(
+        wiki.cannot_rename.as_deref(),
+        Some("not offered by this connector")
+    );
+    assert_eq!(
+        wiki.cannot_change_directory.as_deref(),
+        Some("not offered by this connector")
+    );
+    assert_eq!(wiki.cannot_delete, None, "the fake target can delete");
+}
 
 async fn a_whole_listing_is_stored_as_a_complete_snapshot_with_groups_and_licences(
     backend: Backend,
