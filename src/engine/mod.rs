@@ -3,7 +3,8 @@
 //! identity source's people, groups and sign-ins; [`link`] matches identities to accounts;
 //! [`activity`] and [`plan`] (pure) turn person views and rules into a plan with reasons;
 //! [`safety`] weighs it against the budgets; [`execute`] carries it out; [`audit`] keys,
-//! checks and exports the audit log; [`run`] ties one pass together.
+//! checks and exports the audit log; [`run`] ties one pass together; [`schedule`] says when
+//! cron schedules fire in a named timezone.
 
 pub mod activity;
 pub mod audit;
@@ -13,4 +14,5 @@ pub mod link;
 pub mod plan;
 pub mod run;
 pub mod safety;
+pub mod schedule;
 pub mod sources;

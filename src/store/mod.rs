@@ -19,6 +19,7 @@ mod audit;
 mod confluence_db;
 #[macro_use]
 mod identities;
+mod lease;
 mod links;
 mod people;
 mod rules;
@@ -46,6 +47,7 @@ pub use audit::{
     entry_mac,
 };
 pub use confluence_db::confluence_last_logins;
+pub use lease::{Lease, LeaseError, SCHEDULER_LEASE};
 pub use links::{LinkAccount, LinkIdentity};
 pub use people::{AccountLinks, PlannerInputs, StoredLinks};
 pub use rules::{RuleOrigin, StoredRule};
@@ -158,6 +160,9 @@ pub enum StoreError {
     /// The request cannot be expressed (e.g. an unsupported filter).
     #[error("{0}")]
     Invalid(crate::scim::ScimError),
+    /// A lease refused: a stale fencing epoch, or the scheduler held by another instance.
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
     /// Any other database error.
     #[error("database error: {0}")]
     Database(sqlx::Error),

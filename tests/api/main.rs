@@ -9,6 +9,7 @@ mod engine_e2e;
 mod execute;
 mod health;
 mod inventory;
+mod lease;
 mod linking;
 mod metrics;
 mod middleware;
