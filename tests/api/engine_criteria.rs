@@ -635,6 +635,9 @@ async fn delete_needs_the_rules_allowance_and_then_removes_the_account_from_conf
     );
     assert_eq!(written_users(&w.dc), set(&["alice"]));
     assert_untouched_except(&w, &["alice"]);
+    // A fresh inventory no longer has alice: a second pass plans nothing.
+    sync_all(&w).await;
+    nothing_planned(&w).await;
     w.stop().await;
 }
 
