@@ -1,239 +1,30 @@
 //! The reconciliation engine end to end on both backends, against the Okta and Confluence
 //! Data Center simulators (and the SCIM service for pushed leavers): a small company is
 //! synced, planned, checked against budgets and carried out, and the simulated Confluence is
-//! then inspected by state. Each rule criterion and each action appears in at least one
-//! scenario; so do the protections (administrators, exemptions, conflicts, incomplete
-//! snapshots), the held plan and its four-eyes approval, and idempotence on a second pass.
+//! then inspected by state: status, inactivity, never logged in, email domain, custom
+//! attribute; removing licence groups, deactivating, renaming, removing and adding groups;
+//! the protections (administrators, exemptions, unlinked accounts, incomplete snapshots), the
+//! held plan and its four-eyes approval, and idempotence on a second pass. The remaining
+//! criteria and actions are in `engine_criteria`; the company is in `engine_world`.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use chrono::{DateTime, Duration, Utc};
-use idbridge::clock::ManualClock;
-use idbridge::config::{Config, RuleConfig, Secret, SourceConfig, TargetConfig, WhenConfig};
-use idbridge::domain::{ActionKind, RuleMode, RunStatus, SourceKind, TargetKind};
+use idbridge::config::{RuleConfig, SourceConfig, WhenConfig};
+use idbridge::domain::{ActionKind, RuleMode, RunStatus, SourceKind};
 use idbridge::engine::inventory::{InventoryOptions, sync_target};
-use idbridge::engine::run::{self, RunOptions};
-use idbridge::engine::sources::{SourceSyncOptions, sync_source};
-use idbridge::sim::confluence_dc::{self, DcSim, DcSimOptions};
-use idbridge::sim::okta::{self, OktaSim};
-use idbridge::sources::SourceConnector;
-use idbridge::store::Store;
+use idbridge::engine::run;
 use idbridge::targets::Connector;
 use serde_json::json;
 
-use crate::helpers::{Backend, TestDb, on_both_backends, start_time};
+use crate::engine_world::{
+    LICENCE, World, groups_of, now, opts, rule, sync_all, sync_okta, writes, writes_about,
+};
+use crate::helpers::{Backend, on_both_backends};
 use crate::scim_support::{OKTA, ScimClient};
 
-const LICENCE: &str = "confluence-users";
-const ADMINS: &str = "confluence-administrators";
-
-fn any_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-fn now() -> DateTime<Utc> {
-    start_time()
-}
-
-fn days_ago(d: i64) -> DateTime<Utc> {
-    now() - Duration::days(d)
-}
-
-/// One person of the seeded company: their Confluence account and their Okta record.
-struct Person {
-    username: &'static str,
-    groups: &'static [&'static str],
-    /// Okta status; `None`: not in Okta at all.
-    okta_status: Option<&'static str>,
-    created_days_ago: i64,
-    /// Last login (Okta and Confluence) in days ago; `None`: never.
-    last_login_days_ago: Option<i64>,
-    department: &'static str,
-    domain: &'static str,
-}
-
-const fn p(
-    username: &'static str,
-    groups: &'static [&'static str],
-    okta_status: Option<&'static str>,
-    created_days_ago: i64,
-    last_login_days_ago: Option<i64>,
-) -> Person {
-    Person {
-        username,
-        groups,
-        okta_status,
-        created_days_ago,
-        last_login_days_ago,
-        department: "Engineering",
-        domain: "example.com",
-    }
-}
-
-fn company() -> Vec<Person> {
-    vec![
-        // A leaver: deprovisioned in Okta.
-        p(
-            "alice",
-            &[LICENCE, "wiki-editors"],
-            Some("DEPROVISIONED"),
-            900,
-            Some(3),
-        ),
-        // Long inactive, still employed.
-        p(
-            "bob",
-            &[LICENCE, "wiki-editors"],
-            Some("ACTIVE"),
-            900,
-            Some(200),
-        ),
-        // Active and recent: never touched.
-        p("carol", &[LICENCE, "staff"], Some("ACTIVE"), 900, Some(1)),
-        // Suspended: not a leaver under the leavers rule (it names deprovisioned only).
-        p("dave", &[LICENCE], Some("SUSPENDED"), 900, Some(2)),
-        // An administrator who left: protected, never touched.
-        p(
-            "erin",
-            &[LICENCE, ADMINS],
-            Some("DEPROVISIONED"),
-            900,
-            Some(5),
-        ),
-        // Never logged in, created 60 days ago: a dry-run rule only records it.
-        p("frank", &[LICENCE], Some("ACTIVE"), 60, None),
-        // Inactive but exempt through a group.
-        p(
-            "grace",
-            &[LICENCE, "service-accounts"],
-            Some("ACTIVE"),
-            900,
-            Some(300),
-        ),
-        // Locked out is not a leaver.
-        p("heidi", &[LICENCE], Some("LOCKED_OUT"), 900, Some(4)),
-        // A contractor, inactive 120 days: a contractor rule removes all their groups.
-        Person {
-            domain: "contractor.example.net",
-            ..p("ivan", &[LICENCE, "staff"], Some("ACTIVE"), 900, Some(120))
-        },
-        // Sales, inactive 100 days: the attribute rule moves them to a "former" group.
-        Person {
-            department: "Sales",
-            ..p("judy", &[LICENCE], Some("ACTIVE"), 900, Some(100))
-        },
-        // In Confluence but not in Okta at all: unlinked, so unmanaged by status rules.
-        p("mallory", &[LICENCE], None, 900, Some(10)),
-    ]
-}
-
-struct World {
-    _db: TestDb,
-    store: Store,
-    dc: DcSim,
-    okta: OktaSim,
-    config: Config,
-    /// Confluence user keys by original username.
-    keys: std::collections::HashMap<&'static str, String>,
-}
-
+/// The company with this file's rules.
 async fn world(backend: Backend) -> Option<World> {
-    let db = TestDb::create(backend).await?;
-    let clock = Arc::new(ManualClock::new(now()));
-    let store = Store::connect(&db.config(), clock).await.unwrap();
-    store.migrate().await.unwrap();
-
-    let dc = confluence_dc::start(
-        DcSimOptions {
-            users: 0,
-            remote_api: true,
-            ..DcSimOptions::default()
-        },
-        any_addr(),
-    )
-    .await
-    .expect("DC simulator");
-    for g in ["service-accounts", "former-sales", "wiki-editors"] {
-        dc.add_group(g).expect("group");
-    }
-    let okta = okta::start(
-        okta::OktaSimOptions {
-            users: 0,
-            rate_limit: Some(1_000_000),
-            ..okta::OktaSimOptions::default()
-        },
-        any_addr(),
-    )
-    .await
-    .expect("okta simulator");
-    let mut keys = std::collections::HashMap::new();
-    for person in company() {
-        let email = format!("{}@{}", person.username, person.domain);
-        let last_login = person.last_login_days_ago.map(days_ago);
-        let key = dc
-            .add_user(
-                person.username,
-                &email,
-                person.groups,
-                days_ago(person.created_days_ago),
-                last_login,
-            )
-            .expect("DC user");
-        keys.insert(person.username, key);
-        if let Some(status) = person.okta_status {
-            let id = okta.add_user(&email, person.username, "Example");
-            okta.update_user(&id, |u| {
-                u.status = status.to_owned();
-                u.created = days_ago(person.created_days_ago);
-                u.last_login = last_login;
-                u.extra
-                    .insert("department".into(), person.department.to_owned());
-            });
-        }
-    }
-
-    let mut config = Config::default();
-    let mut src = SourceConfig::new(SourceKind::Okta);
-    src.base_url = Some(okta.base_url());
-    src.token = Some(Secret::new(okta.ssws_token()));
-    src.app_id = Some(okta.app_id().to_owned());
-    src.custom_attributes = vec!["department".into()];
-    config.sources.insert("okta".into(), src);
-    let mut target = TargetConfig::new(TargetKind::ConfluenceDc, dc.base_url());
-    target.token = Some(Secret::new(dc.pat()));
-    config.targets.insert("wiki".into(), target);
-    config.planner.observation_floor_days = 0;
-    config.planner.timezone = "Europe/Berlin".into();
-    // Generous budgets: these scenarios are about rules; budgets have their own test.
-    for budget in config.safety.budgets.values_mut() {
-        *budget = Default::default();
-    }
-    config.rules = rules();
-    Some(World {
-        _db: db,
-        store,
-        dc,
-        okta,
-        config,
-        keys,
-    })
-}
-
-fn rule(mode: RuleMode, priority: i32, when: WhenConfig, actions: serde_json::Value) -> RuleConfig {
-    let actions: Vec<toml::Value> = serde_json::from_value(actions).expect("actions");
-    RuleConfig {
-        mode,
-        enabled: true,
-        priority,
-        targets: Vec::new(),
-        schedule: None,
-        allow_delete: false,
-        exempt_users: Vec::new(),
-        exempt_groups: vec!["service-accounts".into()],
-        when,
-        actions,
-    }
+    let mut w = crate::engine_world::world(backend).await?;
+    w.config.rules = rules();
+    Some(w)
 }
 
 fn rules() -> std::collections::BTreeMap<String, RuleConfig> {
@@ -309,80 +100,6 @@ fn rules() -> std::collections::BTreeMap<String, RuleConfig> {
         ),
     );
     out
-}
-
-async fn sync_all(w: &World) {
-    let cfg = &w.config.sources["okta"];
-    let record = w.store.ensure_source("okta", cfg.kind).await.unwrap();
-    let connector = SourceConnector::from_config("okta", cfg).expect("connector");
-    let report = sync_source(
-        &w.store,
-        &record,
-        &connector,
-        &SourceSyncOptions::from_config(cfg),
-    )
-    .await
-    .unwrap();
-    assert!(report.is_complete(), "okta: {:?}", report.reason);
-    let t = &w.config.targets["wiki"];
-    let record = w
-        .store
-        .ensure_target("wiki", t.kind, &t.base_url)
-        .await
-        .unwrap();
-    let connector = Connector::new("wiki", t).unwrap();
-    let report = sync_target(
-        &w.store,
-        &record,
-        &connector,
-        &InventoryOptions {
-            configured_licence_groups: t.licence_groups.clone(),
-            ..InventoryOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    assert!(report.reason.is_none(), "wiki: {:?}", report.reason);
-}
-
-fn opts(principal: &str) -> RunOptions {
-    RunOptions {
-        rules: Vec::new(),
-        dry_run: false,
-        principal: principal.into(),
-        execute: true,
-    }
-}
-
-fn groups_of(dc: &DcSim, username: &str) -> Vec<String> {
-    let mut g = dc.user(username).expect("user").groups;
-    g.sort();
-    g
-}
-
-/// Requests that may have changed something: not GET, and not a read-only Remote API call
-/// (`isActiveUser`, `getUser`, `hasUser`, which the connector's probe makes).
-fn writes(dc: &DcSim) -> Vec<idbridge::sim::common::LoggedRequest> {
-    dc.mutations()
-        .into_iter()
-        .filter(|r| {
-            let method = r.path.rsplit('/').next().unwrap_or("");
-            !(r.path.contains("/rpc/")
-                && (method.starts_with("is")
-                    || method.starts_with("get")
-                    || method.starts_with("has")))
-        })
-        .collect()
-}
-
-/// Requests that changed something in the simulator and mention `username`.
-fn writes_about(dc: &DcSim, username: &str) -> usize {
-    writes(dc)
-        .iter()
-        .filter(|r| {
-            r.path.contains(username) || r.query.as_deref().is_some_and(|q| q.contains(username))
-        })
-        .count()
 }
 
 on_both_backends!(
@@ -591,17 +308,7 @@ async fn an_incomplete_okta_snapshot_stops_every_status_removal(backend: Backend
         kind: idbridge::sim::common::FaultKind::Status { status: 503 },
         times: None,
     });
-    let cfg = &w.config.sources["okta"];
-    let record = w.store.ensure_source("okta", cfg.kind).await.unwrap();
-    let connector = SourceConnector::from_config("okta", cfg).unwrap();
-    let report = sync_source(
-        &w.store,
-        &record,
-        &connector,
-        &SourceSyncOptions::from_config(cfg),
-    )
-    .await
-    .unwrap();
+    let report = sync_okta(&w).await;
     assert!(!report.is_complete());
 
     let preview = run::preview(&w.store, &w.config, &opts("ops"), now())
