@@ -101,7 +101,7 @@ pub(super) async fn sync(
         .ensure_source(name, cfg.kind)
         .await
         .context("cannot record the source")?;
-    let connector = SourceConnector::from_config(name, cfg)?;
+    let connector = SourceConnector::from_config(name, cfg)?.with_clock(store.clock.clone());
     let opts = SourceSyncOptions::from_config(cfg);
     if incremental {
         match sync_source_changes(store, &record, &connector, &opts).await? {

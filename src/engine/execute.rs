@@ -433,11 +433,15 @@ impl<T: Target> Ctx<'_, T> {
         let outcome = match write_of(&a.kind, &groups) {
             // A notice is the one action that is no target write.
             None => {
+                let email = match current.email.clone().filter(|e| !e.trim().is_empty()) {
+                    Some(e) => Some(e),
+                    None => self.store.contact_email(a.account_id).await?,
+                };
                 let notice = Notice {
                     run: a.run_id,
                     rule: a.rule.clone(),
                     username: current.username.clone(),
-                    email: current.email.clone(),
+                    email,
                     because: a.reason.because.clone(),
                 };
                 match self.notifier.notify(&notice).await {

@@ -189,6 +189,18 @@ fn cmp_ci(a: &str, b: &str) -> Ordering {
 }
 
 /// `s` in lower case into `buf` (reused, so no allocation once it is large enough).
+/// The names a users list or an exemption may give for a person: the account's username and
+/// email, and each linked identity's username and email (DC accounts often carry no email).
+fn names_of(p: &PersonView) -> impl Iterator<Item = &str> {
+    std::iter::once(p.account.username.as_str())
+        .chain(p.account.email.as_deref())
+        .chain(
+            p.identities
+                .iter()
+                .flat_map(|i| std::iter::once(i.user_name.as_str()).chain(i.email.as_deref())),
+        )
+}
+
 fn lower_into(buf: &mut String, s: &str) {
     buf.clear();
     if s.is_ascii() {
@@ -759,9 +771,7 @@ impl<'a> Ctx<'a> {
         state: &mut State,
     ) -> Option<String> {
         if !rule.exempt_users.is_empty() {
-            for name in
-                std::iter::once(p.account.username.as_str()).chain(p.account.email.as_deref())
-            {
+            for name in names_of(p) {
                 lower_into(&mut state.scratch, name);
                 if rule.exempt_users.contains(&state.scratch) {
                     return Some(format!("exempt user {name}"));
@@ -1042,9 +1052,7 @@ impl<'a> Ctx<'a> {
             }
             Check::Listed(names) => {
                 let mut on = None;
-                for n in
-                    std::iter::once(p.account.username.as_str()).chain(p.account.email.as_deref())
-                {
+                for n in names_of(p) {
                     lower_into(&mut state.scratch, n);
                     if names.contains(&state.scratch) {
                         on = Some(n);

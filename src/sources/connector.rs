@@ -44,6 +44,18 @@ impl SourceConnector {
             }
         })
     }
+
+    /// The same connector reading "now" from `clock` where it computes windows from it
+    /// (sign-in look-backs, checkpoint age).
+    pub fn with_clock(self, clock: crate::clock::SharedClock) -> Self {
+        match self {
+            Self::Okta(s) => Self::Okta(Box::new(s.with_clock(clock))),
+            Self::Entra(s) => Self::Entra(Box::new(s.with_clock(clock))),
+            Self::Google(s) => Self::Google(Box::new(s.with_clock(clock))),
+            Self::Ldap(s) => Self::Ldap(Box::new(s.with_clock(clock))),
+            other @ Self::Csv(_) => other,
+        }
+    }
 }
 
 macro_rules! each {

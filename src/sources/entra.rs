@@ -42,7 +42,7 @@ use super::{
     Change, SignIn, Source, SourceCheck, SourceError, SourceGroup, SourceIdentity, SourcePage,
     status,
 };
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::SourceConfig;
 use crate::domain::{IdentityStatus, SourceKind};
 
@@ -78,6 +78,8 @@ pub struct EntraSource {
     custom: Vec<String>,
     /// Why `signInActivity` could not be read in the last listing, if it could not.
     sign_in_activity_problem: Mutex<Option<String>>,
+    /// Where "now" comes from (sign-in look-back windows, checkpoint age).
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for EntraSource {
@@ -198,7 +200,14 @@ impl EntraSource {
             page_size: cfg.page_size.unwrap_or(999).clamp(1, 999),
             custom: cfg.custom_attributes.clone(),
             sign_in_activity_problem: Mutex::new(None),
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// The same connector reading the time from `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn select(&self, sign_in_activity: bool) -> String {
@@ -985,7 +994,7 @@ impl Source for EntraSource {
                         one_line(c, 60)
                     ),
                 })?,
-            None => SystemClock.now() - chrono::Duration::days(SIGN_IN_LOOKBACK_DAYS),
+            None => self.clock.now() - chrono::Duration::days(SIGN_IN_LOOKBACK_DAYS),
         };
         let (url, mut newest) = match cursor {
             Some(c) => {

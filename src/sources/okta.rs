@@ -26,7 +26,9 @@ use super::{
     Change, SignIn, Source, SourceCheck, SourceError, SourceGroup, SourceIdentity, SourcePage,
     status,
 };
-use crate::clock::{Clock, SystemClock};
+use std::sync::Arc;
+
+use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::{Secret, SourceConfig};
 use crate::domain::SourceKind;
 
@@ -75,6 +77,8 @@ pub struct OktaSource {
     /// The service app's client id, when OAuth is used.
     client_id: Option<String>,
     scopes: Vec<String>,
+    /// Where "now" comes from (sign-in look-back windows, checkpoint age).
+    clock: SharedClock,
 }
 
 /// Where a user listing stands: Okta's next link and when the listing began (Okta's clock).
@@ -168,7 +172,14 @@ impl OktaSource {
             custom_attributes: cfg.custom_attributes.clone(),
             client_id,
             scopes,
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// The same connector reading the time from `clock`.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn users_url(&self, since: Option<DateTime<Utc>>) -> Result<Url, SourceError> {
@@ -616,7 +627,7 @@ impl Source for OktaSource {
         let mut last_login = "Okta lastLogin (Okta sign-in, not per app)".to_owned();
         let sign_ins = match &self.app_id {
             Some(app) => {
-                let since = SystemClock.now() - chrono::Duration::hours(1);
+                let since = self.clock.now() - chrono::Duration::hours(1);
                 let mut url = self.logs_url(app, since)?;
                 url.query_pairs_mut().append_pair("limit", "1");
                 if self.probe(url).await?.is_none() {
@@ -725,7 +736,7 @@ impl Source for OktaSource {
                 ),
             })?
             .with_timezone(&Utc);
-        if SystemClock.now() - since > LOG_RETENTION {
+        if self.clock.now() - since > LOG_RETENTION {
             return Err(SourceError::CheckpointExpired {
                 detail: format!(
                     "the checkpoint {} is older than the System Log's {} days, so deletions since then cannot be read",
@@ -783,7 +794,7 @@ impl Source for OktaSource {
                 why: format!("sources.{}.app_id is not set", self.name),
             });
         };
-        let now = SystemClock.now();
+        let now = self.clock.now();
         let url = match (cursor, checkpoint) {
             (Some(c), _) => self.client.follow(c)?,
             (None, Some(cp)) if cp.starts_with("http") || cp.starts_with('/') => {

@@ -173,6 +173,23 @@ impl Store {
         })?;
         Ok(rows.into_iter().map(Account::from).collect())
     }
+
+    /// Where to write to the person behind `account`: the account's email, else the first
+    /// (alphabetically) email of an identity linked to it. Confluence DC's user lookup carries
+    /// no email, so a notice needs this.
+    pub async fn contact_email(&self, account: AccountId) -> Result<Option<String>, StoreError> {
+        const SQL: &str = "select coalesce(a.email, (select min(i.email) from links l \
+             join identities i on i.id = l.identity_id \
+             where l.account_id = a.id and i.email is not null and i.email <> '')) \
+             from accounts a where a.id = $1";
+        let email: Option<Option<String>> = on_db!(&self.db, |pool| {
+            sqlx::query_scalar(SQL)
+                .bind(account.0)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(email.flatten().filter(|e| !e.trim().is_empty()))
+    }
 }
 
 /// Rows per statement when recording an inventory, [`INVENTORY_PARAMS`] parameters each:

@@ -180,6 +180,13 @@ pub async fn world(backend: Backend) -> Option<World> {
     )
     .await
     .expect("okta simulator");
+    // The simulated Okta lives on the world's clock, like the store and the connectors.
+    {
+        use idbridge::clock::Clock;
+        okta.core()
+            .clock
+            .advance(now() - idbridge::clock::SystemClock.now());
+    }
     let mut keys = HashMap::new();
     let mut okta_ids = HashMap::new();
     for person in company() {
@@ -270,7 +277,9 @@ pub fn rule(
 pub async fn sync_okta(w: &World) -> SourceSyncReport {
     let cfg = &w.config.sources["okta"];
     let record = w.store.ensure_source("okta", cfg.kind).await.unwrap();
-    let connector = SourceConnector::from_config("okta", cfg).expect("connector");
+    let connector = SourceConnector::from_config("okta", cfg)
+        .expect("connector")
+        .with_clock(w.clock.clone());
     sync_source(
         &w.store,
         &record,
