@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use crate::config::ExecutorConfig;
 use crate::domain::{ActionKind, ActionPhase, RuleMode, RunId, RunStatus, TargetId};
 use crate::failpoint::failpoint;
-use crate::store::{ActionRecord, NewAuditEntry, Store, StoreError};
+use crate::store::{ActionRecord, NewAuditEntry, PhaseChange, Store, StoreError};
 use crate::targets::{
     AccountRef, GroupRef, RemoteAccount, Target, TargetError, Write, WriteOutcome,
 };
@@ -127,6 +127,89 @@ pub async fn execute<T: Target>(
     cfg: &ExecutorConfig,
     opts: &ExecuteOptions,
 ) -> Result<ExecReport, ExecuteError> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let recorder = Recorder(tx);
+    // The work owns the only sender: when it ends, the committer drains and stops.
+    let work = carry_out_all(store, targets, notifier, cfg, opts, recorder);
+    let (report, ()) = tokio::join!(work, group_commit(store, &opts.executor_id, rx));
+    report
+}
+
+/// The most transitions one group commit records.
+const MAX_GROUP: usize = 256;
+
+/// A transition waiting for its group commit, with where to say whether it was recorded.
+type Pending = (
+    PhaseChange,
+    tokio::sync::oneshot::Sender<Result<bool, StoreError>>,
+);
+
+/// Hands the executor's transitions to the group committer and waits for them to commit.
+struct Recorder(tokio::sync::mpsc::UnboundedSender<Pending>);
+
+impl Recorder {
+    /// Records `change` (durably, before returning); false when the claim was lost.
+    async fn record(&self, change: PhaseChange) -> Result<bool, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.0.send((change, tx)).is_err() {
+            return Err(StoreError::Corrupt(
+                "the executor's committer stopped".into(),
+            ));
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::Corrupt(
+                "the executor's committer stopped".into(),
+            ))
+        })
+    }
+}
+
+/// Commits whatever transitions are waiting in one transaction each round, so that the
+/// concurrent actions of one executor share their commits (and on PostgreSQL the audit
+/// chain lock) instead of queueing for one each. A failed group is retried one by one, so
+/// each action gets its own outcome.
+async fn group_commit(
+    store: &Store,
+    me: &str,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Pending>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(p) => group.push(p),
+                Err(_) => break,
+            }
+        }
+        let (changes, replies): (Vec<PhaseChange>, Vec<_>) = group.into_iter().unzip();
+        match store.record_phases(me, &changes).await {
+            Ok(done) => {
+                for (reply, ok) in replies.into_iter().zip(done) {
+                    let _ = reply.send(Ok(ok));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(changes = changes.len(), error = %e, "group commit failed; recording one by one");
+                for (change, reply) in changes.into_iter().zip(replies) {
+                    let one = store
+                        .record_phases(me, std::slice::from_ref(&change))
+                        .await
+                        .map(|d| d.first().copied().unwrap_or(false));
+                    let _ = reply.send(one);
+                }
+            }
+        }
+    }
+}
+
+async fn carry_out_all<T: Target>(
+    store: &Store,
+    targets: &BTreeMap<TargetId, T>,
+    notifier: &dyn Notifier,
+    cfg: &ExecutorConfig,
+    opts: &ExecuteOptions,
+    recorder: Recorder,
+) -> Result<ExecReport, ExecuteError> {
     let clock = store.clock.clone();
     let concurrency = cfg.concurrency.max(1);
     let batch = u32::try_from(concurrency.saturating_mul(4)).unwrap_or(u32::MAX);
@@ -138,6 +221,7 @@ pub async fn execute<T: Target>(
         notifier,
         cfg,
         opts,
+        recorder,
     };
     loop {
         let claimed = store
@@ -250,6 +334,7 @@ struct Ctx<'a, T> {
     notifier: &'a dyn Notifier,
     cfg: &'a ExecutorConfig,
     opts: &'a ExecuteOptions,
+    recorder: Recorder,
 }
 
 /// What the action found before acting.
@@ -318,14 +403,7 @@ impl<T: Target> Ctx<'_, T> {
     ) -> Result<Outcome, StoreError> {
         tracing::warn!(action = %a.id, kind = a.kind.name(), username = %a.username, phase = phase.as_str(), error = %why, "action not carried out");
         let audit = self.audit(a, phase.as_str(), json!({ "error": why }));
-        let ok = match phase {
-            ActionPhase::Poisoned => {
-                self.store
-                    .mark_poisoned(a.id, self.me(), why, &audit)
-                    .await?
-            }
-            _ => self.store.mark_failed(a.id, self.me(), why, &audit).await?,
-        };
+        let ok = self.finish(a, phase, None, Some(why), audit).await?;
         Ok(if ok {
             Outcome::Done(phase)
         } else {
@@ -337,14 +415,33 @@ impl<T: Target> Ctx<'_, T> {
         tracing::info!(action = %a.id, kind = a.kind.name(), username = %a.username, why = %why, "action skipped");
         let audit = self.audit(a, "skipped", json!({ "why": why, "before": before }));
         let ok = self
-            .store
-            .mark_skipped(a.id, self.me(), why, &audit)
+            .finish(a, ActionPhase::Skipped, None, Some(why), audit)
             .await?;
         Ok(if ok {
             Outcome::Done(ActionPhase::Skipped)
         } else {
             Outcome::Lost
         })
+    }
+
+    /// Records the action's end through the group commit.
+    async fn finish(
+        &self,
+        a: &ActionRecord,
+        phase: ActionPhase,
+        post_image: Option<Value>,
+        error: Option<&str>,
+        audit: NewAuditEntry,
+    ) -> Result<bool, StoreError> {
+        self.recorder
+            .record(PhaseChange::Finished {
+                id: a.id,
+                phase,
+                post_image,
+                error: error.map(str::to_owned),
+                audit,
+            })
+            .await
     }
 
     /// The audit entry of an action's outcome.
@@ -420,7 +517,11 @@ impl<T: Target> Ctx<'_, T> {
             Found::Act => {}
         }
         // Record the pre-image before anything is written.
-        if !self.store.mark_sent(a.id, self.me(), &before).await? {
+        let sent = PhaseChange::Sent {
+            id: a.id,
+            pre_image: before.clone(),
+        };
+        if !self.recorder.record(sent).await? {
             return Ok(Outcome::Lost);
         }
         failpoint("execute.before_send");
@@ -541,8 +642,7 @@ impl<T: Target> Ctx<'_, T> {
     ) -> Result<Outcome, Step> {
         let audit = self.audit(a, outcome, json!({ "before": before, "after": after }));
         let ok = self
-            .store
-            .mark_confirmed(a.id, self.me(), &after, &audit)
+            .finish(a, ActionPhase::Confirmed, Some(after), None, audit)
             .await?;
         tracing::debug!(action = %a.id, kind = a.kind.name(), outcome, "action confirmed");
         Ok(if ok {

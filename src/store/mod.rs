@@ -51,7 +51,7 @@ pub use lease::{Lease, LeaseError, SCHEDULER_LEASE};
 pub use links::{LinkAccount, LinkIdentity};
 pub use people::{AccountLinks, PlannerInputs, StoredLinks};
 pub use rules::{RuleOrigin, StoredRule};
-pub use runs::{ActionRecord, NewRun, RunKind, RunRecord};
+pub use runs::{ActionRecord, NewRun, PhaseChange, RunKind, RunRecord};
 pub use scim::{GroupRef, Member, MemberKind, ScimKind, ScimQuery, ScimRecord};
 pub use snapshots::SnapshotSummary;
 pub use source_sync::{NewSignIn, NewSourceGroup, Stream};

@@ -116,6 +116,22 @@ pub struct ActionRecord {
     pub run_approved_by: Option<String>,
 }
 
+/// One transition an executor records, for [`Store::record_phases`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum PhaseChange {
+    /// The pre-image is stored and the write is about to be sent.
+    Sent { id: ActionId, pre_image: Value },
+    /// The action ended in `phase` (confirmed, skipped, failed or poisoned), with its audit
+    /// entry.
+    Finished {
+        id: ActionId,
+        phase: ActionPhase,
+        post_image: Option<Value>,
+        error: Option<String>,
+        audit: NewAuditEntry,
+    },
+}
+
 impl ActionRecord {
     /// The planned action this record stores (without the target's name, which the store
     /// does not keep on actions): what the plan hash of a stored run is recomputed from.
@@ -714,21 +730,11 @@ impl Store {
         me: &str,
         pre_image: &Value,
     ) -> Result<bool, StoreError> {
-        const SQL: &str = "update actions set phase = 'sent', \
-             pre_image = coalesce(pre_image, $3), updated_at = $4 \
-             where id = $1 and claimed_by = $2 and phase in ('claimed', 'sent')";
-        let now = self.now();
-        let mut tx = self.begin_write().await?;
-        let n = on_tx!(&mut tx, |conn| sqlx::query(SQL)
-            .bind(id.0)
-            .bind(me)
-            .bind(Json(pre_image))
-            .bind(now)
-            .execute(&mut *conn)
-            .await
-            .map(|r| r.rows_affected()))?;
-        tx.commit().await?;
-        Ok(n > 0)
+        let change = PhaseChange::Sent {
+            id,
+            pre_image: pre_image.clone(),
+        };
+        Ok(self.record_phases(me, &[change]).await?[0])
     }
 
     /// The action reached its post-state (changed now or found so).
@@ -795,28 +801,72 @@ impl Store {
         error: Option<&str>,
         audit: &NewAuditEntry,
     ) -> Result<bool, StoreError> {
-        const SQL: &str = "update actions set phase = $3, post_image = $4, \
+        let change = PhaseChange::Finished {
+            id,
+            phase,
+            post_image: post_image.cloned(),
+            error: error.map(str::to_owned),
+            audit: audit.clone(),
+        };
+        Ok(self.record_phases(me, &[change]).await?[0])
+    }
+
+    /// Records several executor transitions in ONE transaction (a group commit): each is
+    /// conditional on `me` still holding the action's claim, and each terminal one appends
+    /// its audit entry. Returns, per change in order, whether it was recorded (false: the
+    /// claim was lost). Either every recorded change commits or none does.
+    pub async fn record_phases(
+        &self,
+        me: &str,
+        changes: &[PhaseChange],
+    ) -> Result<Vec<bool>, StoreError> {
+        const SENT: &str = "update actions set phase = 'sent', \
+             pre_image = coalesce(pre_image, $3), updated_at = $4 \
+             where id = $1 and claimed_by = $2 and phase in ('claimed', 'sent')";
+        const FINISHED: &str = "update actions set phase = $3, post_image = $4, \
              error = coalesce($5, error), updated_at = $6, finished_at = $6, \
              claim_expires_at = null \
              where id = $1 and claimed_by = $2 and phase in ('claimed', 'sent')";
         let now = self.now();
+        let mut done = Vec::with_capacity(changes.len());
         let mut tx = self.begin_write().await?;
-        let n = on_tx!(&mut tx, |conn| sqlx::query(SQL)
-            .bind(id.0)
-            .bind(me)
-            .bind(phase.as_str())
-            .bind(post_image.map(Json))
-            .bind(error)
-            .bind(now)
-            .execute(&mut *conn)
-            .await
-            .map(|r| r.rows_affected()))?;
-        if n == 0 {
-            return Ok(false);
+        for change in changes {
+            let n = match change {
+                PhaseChange::Sent { id, pre_image } => on_tx!(&mut tx, |conn| sqlx::query(SENT)
+                    .bind(id.0)
+                    .bind(me)
+                    .bind(Json(pre_image))
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+                    .map(|r| r.rows_affected()))?,
+                PhaseChange::Finished {
+                    id,
+                    phase,
+                    post_image,
+                    error,
+                    ..
+                } => on_tx!(&mut tx, |conn| sqlx::query(FINISHED)
+                    .bind(id.0)
+                    .bind(me)
+                    .bind(phase.as_str())
+                    .bind(post_image.as_ref().map(Json))
+                    .bind(error.as_deref())
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+                    .map(|r| r.rows_affected()))?,
+            };
+            done.push(n > 0);
         }
-        self.append_audit(&mut tx, audit).await?;
+        // The audit entries last: on PostgreSQL the first takes the chain lock until commit.
+        for (change, recorded) in changes.iter().zip(&done) {
+            if let (PhaseChange::Finished { audit, .. }, true) = (change, recorded) {
+                self.append_audit(&mut tx, audit).await?;
+            }
+        }
         tx.commit().await?;
-        Ok(true)
+        Ok(done)
     }
 
     /// Puts the action back to `planned`, due at `not_before`, after a transient `error`.
