@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod engine_e2e;
 mod execute;
+mod export;
 mod health;
 mod inventory;
 mod lease;
