@@ -20,6 +20,7 @@ use crate::telemetry;
 mod audit;
 mod engine;
 mod execute;
+mod export;
 mod runs;
 mod sim;
 mod sources;
@@ -144,6 +145,9 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         run: Option<String>,
     },
+    /// Export accounts, people (the joined view) or runs as CSV, a JSON array or JSON lines;
+    /// every export is recorded in the audit log.
+    Export(export::ExportArgs),
     /// List the stored runs, or show one with every action's phase.
     Runs {
         #[command(subcommand)]
@@ -523,6 +527,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logs(&config)?;
             let (store, _clock) = open_store(&config).await?;
             let result = execute::run(&store, &config, run.as_deref()).await;
+            store.close().await;
+            result
+        }
+        Command::Export(ref args) => {
+            let config = load(&cli)?;
+            args.kind()?;
+            init_logs(&config)?;
+            let (store, clock) = open_store(&config).await?;
+            let result = export::run(&store, &clock, &config, args).await;
             store.close().await;
             result
         }

@@ -3,12 +3,14 @@
 //! identity source's people, groups and sign-ins; [`link`] matches identities to accounts;
 //! [`activity`] and [`plan`] (pure) turn person views and rules into a plan with reasons;
 //! [`safety`] weighs it against the budgets; [`execute`] carries it out; [`audit`] keys,
-//! checks and exports the audit log; [`run`] ties one pass together; [`schedule`] says when
-//! cron schedules fire in a named timezone.
+//! checks and exports the audit log; [`export`] writes the joined view of accounts, people
+//! and runs as CSV or JSON; [`run`] ties one pass together; [`schedule`] says when cron
+//! schedules fire in a named timezone.
 
 pub mod activity;
 pub mod audit;
 pub mod execute;
+pub mod export;
 pub mod inventory;
 pub mod link;
 pub mod plan;

@@ -9,6 +9,7 @@ mod engine_criteria;
 mod engine_e2e;
 mod engine_world;
 mod execute;
+mod export;
 mod health;
 mod inventory;
 mod lease;
