@@ -595,8 +595,15 @@ impl FromStr for ExportFormat {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
-            "jsonl" | "json" | "ndjson" => Ok(ExportFormat::Jsonl),
+            "jsonl" | "ndjson" => Ok(ExportFormat::Jsonl),
             "csv" => Ok(ExportFormat::Csv),
+            // `idbridge export --format json` means one array; the audit log is written as
+            // lines only, so say so rather than answer another format than asked for.
+            "json" => Err(
+                "the audit log exports as `jsonl` (one JSON object per line) or `csv`, \
+                 not as one JSON array"
+                    .to_owned(),
+            ),
             _ => Err(format!("unknown format `{s}` (expected jsonl or csv)")),
         }
     }

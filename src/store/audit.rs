@@ -445,39 +445,82 @@ impl Store {
         tx: &mut Tx,
         entry: &NewAuditEntry,
     ) -> Result<(), StoreError> {
+        self.append_audits(tx, &[entry]).await
+    }
+
+    /// Appends `entries`, chained in order, inside `tx`: one chain lock, one read of the
+    /// newest hash and multi-row inserts. Call it last in the transaction.
+    pub(crate) async fn append_audits(
+        &self,
+        tx: &mut Tx,
+        entries: &[&NewAuditEntry],
+    ) -> Result<(), StoreError> {
         const LAST: &str = "select hash from audit_log order by seq desc limit 1";
         const INSERT: &str = "insert into audit_log (id, occurred_at, actor, action, subject_kind, \
-             subject_id, detail, prev_hash, hash, scheme) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+             subject_id, detail, prev_hash, hash, scheme) values ";
+        /// Rows per insert: 10 parameters each, well inside both backends' limits.
+        const ROWS: usize = 200;
+        if entries.is_empty() {
+            return Ok(());
+        }
         if let Tx::Postgres(t) = tx {
             sqlx::query(PG_AUDIT_LOCK).execute(&mut **t).await?;
         }
-        let id = Uuid::now_v7();
         let at = self.now();
         let prev: Option<String> = on_tx!(tx, |conn| sqlx::query_scalar(LAST)
             .fetch_optional(&mut *conn)
             .await)?;
-        let prev = prev.unwrap_or_else(|| GENESIS_HASH.to_owned());
-        let (hash, scheme) = match &self.audit_key {
-            Some(key) => (entry_mac(key, &prev, id, at, entry), SCHEME_HMAC),
-            None => (entry_hash(&prev, id, at, entry), SCHEME_SHA256),
-        };
-        on_tx!(tx, |conn| {
-            sqlx::query(INSERT)
-                .bind(id)
-                .bind(at)
-                .bind(&entry.actor)
-                .bind(&entry.action)
-                .bind(&entry.subject_kind)
-                .bind(&entry.subject_id)
-                .bind(Json(&entry.detail))
-                .bind(&prev)
-                .bind(&hash)
-                .bind(scheme)
-                .execute(&mut *conn)
-                .await
-                .map(|_| ())
-        })?;
+        let mut prev = prev.unwrap_or_else(|| GENESIS_HASH.to_owned());
+        // (id, prev_hash, hash, scheme) per entry, chained in order.
+        let mut rows = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let id = Uuid::now_v7();
+            let (hash, scheme) = match &self.audit_key {
+                Some(key) => (entry_mac(key, &prev, id, at, entry), SCHEME_HMAC),
+                None => (entry_hash(&prev, id, at, entry), SCHEME_SHA256),
+            };
+            rows.push((id, std::mem::replace(&mut prev, hash.clone()), hash, scheme));
+        }
+        for (chunk_entries, chunk_rows) in entries.chunks(ROWS).zip(rows.chunks(ROWS)) {
+            let mut sql = String::from(INSERT);
+            for i in 0..chunk_entries.len() {
+                let p = i * 10;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7,
+                    p + 8,
+                    p + 9,
+                    p + 10
+                ));
+            }
+            on_tx!(tx, |conn| {
+                // Only placeholders are formatted into it; every value is bound.
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                for (entry, (id, prev_hash, hash, scheme)) in chunk_entries.iter().zip(chunk_rows) {
+                    q = q
+                        .bind(*id)
+                        .bind(at)
+                        .bind(&entry.actor)
+                        .bind(&entry.action)
+                        .bind(&entry.subject_kind)
+                        .bind(&entry.subject_id)
+                        .bind(Json(&entry.detail))
+                        .bind(prev_hash)
+                        .bind(hash)
+                        .bind(*scheme);
+                }
+                q.execute(&mut *conn).await.map(|_| ())
+            })?;
+        }
         Ok(())
     }
 

@@ -828,45 +828,137 @@ impl Store {
              claim_expires_at = null \
              where id = $1 and claimed_by = $2 and phase in ('claimed', 'sent')";
         let now = self.now();
-        let mut done = Vec::with_capacity(changes.len());
         let mut tx = self.begin_write().await?;
+        let done = match &mut tx {
+            // One statement per kind of change: a round trip each, not one per action.
+            Tx::Postgres(t) => Self::record_phases_pg(t, me, changes, now).await?,
+            Tx::Sqlite(..) => {
+                let mut done = Vec::with_capacity(changes.len());
+                for change in changes {
+                    let n = match change {
+                        PhaseChange::Sent { id, pre_image } => {
+                            on_tx!(&mut tx, |conn| sqlx::query(SENT)
+                                .bind(id.0)
+                                .bind(me)
+                                .bind(Json(pre_image))
+                                .bind(now)
+                                .execute(&mut *conn)
+                                .await
+                                .map(|r| r.rows_affected()))?
+                        }
+                        PhaseChange::Finished {
+                            id,
+                            phase,
+                            post_image,
+                            error,
+                            ..
+                        } => on_tx!(&mut tx, |conn| sqlx::query(FINISHED)
+                            .bind(id.0)
+                            .bind(me)
+                            .bind(phase.as_str())
+                            .bind(post_image.as_ref().map(Json))
+                            .bind(error.as_deref())
+                            .bind(now)
+                            .execute(&mut *conn)
+                            .await
+                            .map(|r| r.rows_affected()))?,
+                    };
+                    done.push(n > 0);
+                }
+                done
+            }
+        };
+        // The audit entries last: on PostgreSQL they take the chain lock until commit.
+        let audits: Vec<&NewAuditEntry> = changes
+            .iter()
+            .zip(&done)
+            .filter_map(|(change, recorded)| match (change, recorded) {
+                (PhaseChange::Finished { audit, .. }, true) => Some(audit),
+                _ => None,
+            })
+            .collect();
+        self.append_audits(&mut tx, &audits).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// [`Store::record_phases`] on PostgreSQL: every `sent` change in one `update … from
+    /// unnest(…)`, every terminal one in another; which rows each updated says which changes
+    /// were recorded.
+    async fn record_phases_pg(
+        t: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        me: &str,
+        changes: &[PhaseChange],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        const SENT: &str = "update actions a set phase = 'sent', \
+             pre_image = coalesce(a.pre_image, v.pre_image), updated_at = $3 \
+             from unnest($1::uuid[], $2::jsonb[]) as v(id, pre_image) \
+             where a.id = v.id and a.claimed_by = $4 and a.phase in ('claimed', 'sent') \
+             returning a.id";
+        const FINISHED: &str = "update actions a set phase = v.phase, post_image = v.post_image, \
+             error = coalesce(v.error, a.error), updated_at = $5, finished_at = $5, \
+             claim_expires_at = null \
+             from unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[]) \
+             as v(id, phase, post_image, error) \
+             where a.id = v.id and a.claimed_by = $6 and a.phase in ('claimed', 'sent') \
+             returning a.id";
+        let mut sent_ids = Vec::new();
+        let mut sent_images = Vec::new();
+        let (mut ids, mut phases, mut posts, mut errors) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for change in changes {
-            let n = match change {
-                PhaseChange::Sent { id, pre_image } => on_tx!(&mut tx, |conn| sqlx::query(SENT)
-                    .bind(id.0)
-                    .bind(me)
-                    .bind(Json(pre_image))
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await
-                    .map(|r| r.rows_affected()))?,
+            match change {
+                PhaseChange::Sent { id, pre_image } => {
+                    sent_ids.push(id.0);
+                    sent_images.push(Json(pre_image));
+                }
                 PhaseChange::Finished {
                     id,
                     phase,
                     post_image,
                     error,
                     ..
-                } => on_tx!(&mut tx, |conn| sqlx::query(FINISHED)
-                    .bind(id.0)
-                    .bind(me)
-                    .bind(phase.as_str())
-                    .bind(post_image.as_ref().map(Json))
-                    .bind(error.as_deref())
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await
-                    .map(|r| r.rows_affected()))?,
-            };
-            done.push(n > 0);
-        }
-        // The audit entries last: on PostgreSQL the first takes the chain lock until commit.
-        for (change, recorded) in changes.iter().zip(&done) {
-            if let (PhaseChange::Finished { audit, .. }, true) = (change, recorded) {
-                self.append_audit(&mut tx, audit).await?;
+                } => {
+                    ids.push(id.0);
+                    phases.push(phase.as_str());
+                    posts.push(post_image.as_ref().map(Json));
+                    errors.push(error.as_deref());
+                }
             }
         }
-        tx.commit().await?;
-        Ok(done)
+        let mut recorded = std::collections::HashSet::new();
+        if !sent_ids.is_empty() {
+            let rows: Vec<Uuid> = sqlx::query_scalar(SENT)
+                .bind(&sent_ids)
+                .bind(&sent_images)
+                .bind(now)
+                .bind(me)
+                .fetch_all(&mut **t)
+                .await?;
+            recorded.extend(rows);
+        }
+        if !ids.is_empty() {
+            let rows: Vec<Uuid> = sqlx::query_scalar(FINISHED)
+                .bind(&ids)
+                .bind(&phases)
+                .bind(&posts)
+                .bind(&errors)
+                .bind(now)
+                .bind(me)
+                .fetch_all(&mut **t)
+                .await?;
+            recorded.extend(rows);
+        }
+        Ok(changes
+            .iter()
+            .map(|c| {
+                let id = match c {
+                    PhaseChange::Sent { id, .. } | PhaseChange::Finished { id, .. } => id.0,
+                };
+                recorded.contains(&id)
+            })
+            .collect())
     }
 
     /// Puts the action back to `planned`, due at `not_before`, after a transient `error`.

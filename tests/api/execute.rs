@@ -448,7 +448,86 @@ on_both_backends!(
     two_executors_never_carry_out_the_same_action_twice,
     a_dry_run_reads_but_sends_no_write,
     an_action_reads_the_account_and_its_groups_once_and_writes_once,
+    a_group_commit_records_only_claimed_changes_and_chains_their_audit_entries_in_order,
 );
+
+async fn a_group_commit_records_only_claimed_changes_and_chains_their_audit_entries_in_order(
+    backend: Backend,
+) {
+    use idbridge::store::{NewAuditEntry, PhaseChange};
+    let users: Vec<String> = vec!["gc.ann".into(), "gc.bob".into(), "gc.cid".into()];
+    let Some(env) = env(backend, &users).await else {
+        return;
+    };
+    let actions: Vec<_> = (0..3)
+        .map(|i| env.planned(i, ActionKind::Deactivate))
+        .collect();
+    let run = env.run(RuleMode::Enforce, &actions).await;
+    let now = chrono::Utc::now();
+    let claimed = env
+        .store
+        .claim_actions("me", now, chrono::Duration::minutes(5), 10, Some(run))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    let audit = |n: usize| NewAuditEntry {
+        actor: "rule:leavers".into(),
+        action: "action.deactivate".into(),
+        subject_kind: Some("account".into()),
+        subject_id: Some(claimed[n].account_id.to_string()),
+        detail: json!({ "n": n }),
+    };
+    let finished = |n: usize| PhaseChange::Finished {
+        id: claimed[n].id,
+        phase: ActionPhase::Confirmed,
+        post_image: Some(json!({ "active": false })),
+        error: None,
+        audit: audit(n),
+    };
+    let before = env.store.audit_entries(0, 100_000).await.unwrap().len();
+    // Another executor holds no claim: nothing of its group is recorded.
+    let stolen = env
+        .store
+        .record_phases("thief", &[finished(0)])
+        .await
+        .unwrap();
+    assert_eq!(stolen, vec![false]);
+    let group = [
+        PhaseChange::Sent {
+            id: claimed[0].id,
+            pre_image: json!({ "active": true }),
+        },
+        finished(1),
+        finished(2),
+    ];
+    let done = env.store.record_phases("me", &group).await.unwrap();
+    assert_eq!(done, vec![true, true, true]);
+    let stored = env.store.run_actions(run).await.unwrap();
+    let phase_of = |n: usize| {
+        stored
+            .iter()
+            .find(|a| a.id == claimed[n].id)
+            .map(|a| a.phase)
+            .unwrap()
+    };
+    assert_eq!(phase_of(0), ActionPhase::Sent);
+    assert_eq!(phase_of(1), ActionPhase::Confirmed);
+    assert_eq!(phase_of(2), ActionPhase::Confirmed);
+    let entries = env.store.audit_entries(0, 100_000).await.unwrap();
+    let new: Vec<_> = entries[before..]
+        .iter()
+        .map(|e| e.detail["n"].clone())
+        .collect();
+    assert_eq!(
+        new,
+        vec![json!(1), json!(2)],
+        "one entry per finished change, in order"
+    );
+    assert!(env.store.verify_audit_chain().await.unwrap().is_ok());
+    // Recording a finished change again changes nothing: its claim is over.
+    let again = env.store.record_phases("me", &[finished(1)]).await.unwrap();
+    assert_eq!(again, vec![false]);
+}
 
 /// The executor's read is the connector's: an action costs one read of the account, one of
 /// its groups and the write (no second read inside the write), and a group is left as the
