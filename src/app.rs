@@ -102,6 +102,7 @@ impl AppBuilder {
             store,
             shutdown: CancellationToken::new(),
             grace: config.server.shutdown_grace(),
+            config,
         })
     }
 }
@@ -115,6 +116,7 @@ pub struct App {
     store: Store,
     shutdown: CancellationToken,
     grace: Duration,
+    config: Arc<Config>,
 }
 
 impl App {
@@ -152,7 +154,9 @@ impl App {
             store,
             shutdown,
             grace,
+            config,
         } = self;
+        let background = background(&store, &config, &shutdown);
         tracing::info!(address = %local_addr, "listening on http://{local_addr}");
         let serve = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -171,11 +175,49 @@ impl App {
                 }
             }
         };
+        // The scheduler and executor stop with the server (the scheduler gives its lease up).
+        shutdown.cancel();
+        for task in background {
+            if tokio::time::timeout(grace, task).await.is_err() {
+                tracing::warn!("a background task did not stop within the grace period");
+            }
+        }
         store.close().await;
         result.map_err(AppError::Serve)?;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Starts the scheduler (when `scheduler.enabled`) and the executor loop, which stop when
+/// `shutdown` is cancelled.
+fn background(
+    store: &Store,
+    config: &Arc<Config>,
+    shutdown: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let holder = format!(
+        "{}:{}:{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "idbridge".into()),
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut tasks = Vec::new();
+    if config.scheduler.enabled {
+        let (store, config, token, holder) =
+            (store.clone(), config.clone(), shutdown.clone(), holder.clone());
+        tasks.push(tokio::spawn(async move {
+            match crate::engine::scheduler::Scheduler::new(&store, &config, &holder) {
+                Ok(scheduler) => scheduler.run(token).await,
+                Err(e) => tracing::error!(error = %e, "the scheduler does not start"),
+            }
+        }));
+    }
+    let (store, config, token) = (store.clone(), config.clone(), shutdown.clone());
+    tasks.push(tokio::spawn(async move {
+        crate::engine::scheduler::executor_loop(&store, &config, &holder, token).await;
+    }));
+    tasks
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

@@ -151,21 +151,9 @@ pub(super) async fn sync(
         .await
         .context("cannot record the target")?;
     let connector = Connector::new(name, cfg)?;
-    let last_logins = match &cfg.last_login_database {
-        Some(url) => Some(
-            crate::store::confluence_last_logins(url)
-                .await
-                .with_context(|| format!("targets.{name}.last_login_database"))?,
-        ),
-        None => None,
-    };
-    let opts = InventoryOptions {
-        plausible_change_percent: cfg.plausible_change_percent,
-        licence_tier: cfg.licence_tier,
-        configured_licence_groups: cfg.licence_groups.clone(),
-        last_logins,
-        ..InventoryOptions::default()
-    };
+    let opts = InventoryOptions::for_target(cfg)
+        .await
+        .with_context(|| format!("targets.{name}.last_login_database"))?;
     let report = sync_target(store, &record, &connector, &opts).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -245,6 +245,33 @@ impl Default for ExecutorConfig {
     }
 }
 
+/// The scheduler of `serve`: one instance (the lease holder) runs the scheduled syncs and
+/// rules; every instance carries out stored actions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// Whether `serve` runs the schedules at all (executors run regardless).
+    pub enabled: bool,
+    /// The zone schedules are read in; default: `planner.timezone`.
+    pub timezone: Option<String>,
+    /// How long the scheduler lease lasts without renewal; another instance takes over
+    /// within this after the holder dies.
+    pub lease_ttl_secs: u64,
+    /// How often every instance looks for stored actions to carry out.
+    pub executor_interval_secs: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            timezone: None,
+            lease_ttl_secs: 30,
+            executor_interval_secs: 10,
+        }
+    }
+}
+
 /// The audit log's authentication key and its checkpoint outside the database.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

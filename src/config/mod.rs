@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use engine::{
     AttributeCondition, AuditConfig, Budget, ExecutorConfig, LinkKey, LinkingConfig,
-    MIN_AUDIT_KEY_BYTES, PlannerConfig, RuleConfig, SafetyConfig, USERS_CSV_MAX_BYTES,
+    MIN_AUDIT_KEY_BYTES, PlannerConfig, RuleConfig, SchedulerConfig, SafetyConfig, USERS_CSV_MAX_BYTES,
     USERS_CSV_MAX_ROWS, WhenConfig, read_users_csv, rules_from_config,
 };
 pub use load::{ConfigError, ENV_PREFIX, load};
@@ -55,6 +55,8 @@ pub struct Config {
     pub executor: ExecutorConfig,
     /// The audit log's key and external checkpoint.
     pub audit: AuditConfig,
+    /// Scheduled syncs and rules under `serve`, and the lease that elects one scheduler.
+    pub scheduler: SchedulerConfig,
 }
 
 /// One identity source.
@@ -134,6 +136,10 @@ pub struct SourceConfig {
     /// Custom IdP attributes to keep on each identity (rules can select on them).
     #[serde(default)]
     pub custom_attributes: Vec<String>,
+    /// When `serve` syncs this polled source: a cron expression (5 fields, or 6 with seconds
+    /// first) in `scheduler.timezone`. None: only by hand.
+    #[serde(default)]
+    pub schedule: Option<String>,
     /// LDAP: the DN idbridge binds as.
     #[serde(default)]
     pub bind_dn: Option<String>,
@@ -206,6 +212,7 @@ impl SourceConfig {
             timeout_secs: default_timeout_secs(),
             max_rate_limit_wait_secs: default_max_rate_limit_wait_secs(),
             custom_attributes: Vec::new(),
+            schedule: None,
             bind_dn: None,
             bind_password: None,
             base_dn: None,
@@ -416,6 +423,10 @@ pub struct TargetConfig {
     /// than this percentage.
     #[serde(default = "default_plausible_change_percent")]
     pub plausible_change_percent: f64,
+    /// When `serve` reads this target's inventory: a cron expression in
+    /// `scheduler.timezone`. None: only by hand.
+    #[serde(default)]
+    pub schedule: Option<String>,
 }
 
 impl TargetConfig {
@@ -444,6 +455,7 @@ impl TargetConfig {
             max_rate_limit_wait_secs: default_target_rate_limit_wait_secs(),
             delete_timeout_secs: default_target_delete_timeout_secs(),
             plausible_change_percent: default_plausible_change_percent(),
+            schedule: None,
         }
     }
 }
@@ -640,6 +652,63 @@ pub enum LogFormat {
 }
 
 impl Config {
+    /// The zone schedules are read in: `scheduler.timezone`, else `planner.timezone`.
+    pub fn schedule_timezone(&self) -> &str {
+        self.scheduler
+            .timezone
+            .as_deref()
+            .unwrap_or(&self.planner.timezone)
+    }
+
+    /// Every cron expression parses, the schedule zone exists, the lease can be renewed.
+    fn schedule_problems(&self) -> Vec<String> {
+        use crate::domain::schedule::Schedule;
+        let mut problems = Vec::new();
+        let schedules = self
+            .rules
+            .iter()
+            .map(|(n, r)| (format!("rules.{n}"), &r.schedule))
+            .chain(
+                self.targets
+                    .iter()
+                    .map(|(n, t)| (format!("targets.{n}"), &t.schedule)),
+            )
+            .chain(
+                self.sources
+                    .iter()
+                    .map(|(n, s)| (format!("sources.{n}"), &s.schedule)),
+            );
+        for (key, expr) in schedules {
+            if let Some(e) = expr
+                && let Err(err) = Schedule::parse(e)
+            {
+                problems.push(format!("{key}.schedule: {err}"));
+            }
+        }
+        for (name, src) in &self.sources {
+            if src.kind == SourceKind::Scim && src.schedule.is_some() {
+                problems.push(format!(
+                    "sources.{name}.schedule: a SCIM source is pushed to idbridge; there is \
+                     nothing to poll"
+                ));
+            }
+        }
+        if let Some(tz) = &self.scheduler.timezone
+            && tz.parse::<chrono_tz::Tz>().is_err()
+        {
+            problems.push(format!(
+                "scheduler.timezone: `{tz}` is not an IANA time zone (e.g. Europe/Berlin)"
+            ));
+        }
+        if self.scheduler.lease_ttl_secs < 3 {
+            problems.push("scheduler.lease_ttl_secs: must be at least 3".into());
+        }
+        if self.scheduler.executor_interval_secs == 0 {
+            problems.push("scheduler.executor_interval_secs: must be at least 1".into());
+        }
+        problems
+    }
+
     /// Checks what types alone cannot; returns every problem, each naming its key.
     pub fn validate(&self) -> Result<(), Vec<String>> {
         let mut problems = Vec::new();
@@ -676,6 +745,7 @@ impl Config {
         }
         problems.extend(self.safety.problems());
         problems.extend(self.audit.problems());
+        problems.extend(self.schedule_problems());
         if self.executor.concurrency == 0 {
             problems.push("executor.concurrency: must be at least 1".into());
         }

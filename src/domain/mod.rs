@@ -1,5 +1,6 @@
 //! Plain data shared by every layer: identifiers, kinds, statuses and the records the store
-//! keeps about sources, targets, identities, accounts and the links between them.
+//! keeps about sources, targets, identities, accounts and the links between them, and
+//! [`schedule`]: cron schedules and when they fire in a named timezone.
 //! No I/O and no async here.
 
 mod ids;
@@ -7,6 +8,7 @@ mod kinds;
 mod plan;
 mod records;
 mod rules;
+pub mod schedule;
 
 pub use ids::{AccountId, ActionId, IdentityId, LinkId, RunId, SnapshotId, SourceId, TargetId};
 pub use kinds::{

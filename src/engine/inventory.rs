@@ -76,6 +76,24 @@ pub enum InventoryError {
     Store(#[from] StoreError),
 }
 
+impl InventoryOptions {
+    /// The options a configured target's inventory runs with; reads its last-login times
+    /// from Confluence's own database when `last_login_database` is set.
+    pub async fn for_target(cfg: &crate::config::TargetConfig) -> Result<Self, StoreError> {
+        let last_logins = match &cfg.last_login_database {
+            Some(url) => Some(crate::store::confluence_last_logins(url).await?),
+            None => None,
+        };
+        Ok(InventoryOptions {
+            plausible_change_percent: cfg.plausible_change_percent,
+            licence_tier: cfg.licence_tier,
+            configured_licence_groups: cfg.licence_groups.clone(),
+            last_logins,
+            ..InventoryOptions::default()
+        })
+    }
+}
+
 /// Page-by-page bookkeeping that detects loops and runaways.
 pub(crate) struct Pager {
     what: String,

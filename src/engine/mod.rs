@@ -4,8 +4,8 @@
 //! [`activity`] and [`plan`] (pure) turn person views and rules into a plan with reasons;
 //! [`safety`] weighs it against the budgets; [`execute`] carries it out; [`audit`] keys,
 //! checks and exports the audit log; [`export`] writes the joined view of accounts, people
-//! and runs as CSV or JSON; [`run`] ties one pass together; [`schedule`] says when cron
-//! schedules fire in a named timezone.
+//! and runs as CSV or JSON; [`run`] ties one pass together; [`scheduler`] runs syncs and
+//! rules on their cron schedules under the scheduler lease.
 
 pub mod activity;
 pub mod audit;
@@ -16,5 +16,5 @@ pub mod link;
 pub mod plan;
 pub mod run;
 pub mod safety;
-pub mod schedule;
+pub mod scheduler;
 pub mod sources;

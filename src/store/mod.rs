@@ -24,6 +24,7 @@ mod links;
 mod people;
 mod rules;
 mod runs;
+mod schedule;
 mod scim;
 pub(crate) mod scim_query;
 mod scim_tokens;
