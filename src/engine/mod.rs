@@ -2,7 +2,8 @@
 //! [`inventory`] reads a target's accounts and groups into a snapshot; [`sources`] reads an
 //! identity source's people, groups and sign-ins; [`link`] matches identities to accounts;
 //! [`activity`] and [`plan`] (pure) turn person views and rules into a plan with reasons;
-//! [`safety`] weighs it against the budgets; [`execute`] carries it out; [`audit`] keys,
+//! [`safety`] weighs it against the budgets; [`execute`] carries it out; [`regrant`] gives a
+//! licence back to an inactive person who signs in again; [`audit`] keys,
 //! checks and exports the audit log; [`run`] ties one pass together; [`schedule`] says when
 //! cron schedules fire in a named timezone.
 
@@ -12,6 +13,7 @@ pub mod execute;
 pub mod inventory;
 pub mod link;
 pub mod plan;
+pub mod regrant;
 pub mod run;
 pub mod safety;
 pub mod schedule;
