@@ -578,3 +578,516 @@ pub async fn regrant(
     }
     Ok(outcome)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::{
+        ActionSpec, Criterion, Exemptions, IdentityView, LeaverSignal, Rule, SourceState,
+    };
+    use crate::engine::activity::tests::{at, identity, link, person};
+    use crate::engine::plan::{self, PlanInput, PlanSettings};
+    use crate::store::PreImage;
+
+    const LICENCE: &str = "confluence-users";
+
+    fn now() -> DateTime<Utc> {
+        at(2026, 11, 1)
+    }
+
+    fn removed_at() -> DateTime<Utc> {
+        at(2026, 10, 1)
+    }
+
+    fn wiki() -> TargetState {
+        TargetState {
+            name: "wiki".into(),
+            id: TargetId(uuid::Uuid::nil()),
+            complete: true,
+            incomplete_reason: None,
+            licence_groups: vec![LICENCE.into()],
+            cannot_rename: None,
+            cannot_change_directory: None,
+            cannot_delete: None,
+        }
+    }
+
+    /// `user` as idbridge left them: renamed, deactivated, licence group gone; linked to an
+    /// active Okta identity last seen long ago.
+    fn removed(user: &str) -> PersonView {
+        let mut p = person(user);
+        p.account.username = format!("{user}_inactive_20261001");
+        p.account.active = false;
+        p.account.licensed = false;
+        p.account.groups = vec!["wiki-editors".into()];
+        let mut okta = identity("okta", user);
+        okta.last_login_at = Some(at(2026, 3, 1));
+        link(&mut p, okta);
+        p
+    }
+
+    fn episode(p: &PersonView, user: &str, cause: Cause) -> RemovalEpisode {
+        RemovalEpisode {
+            account_id: p.account.id,
+            run_id: RunId(uuid::Uuid::from_u128(7)),
+            causes: vec![cause],
+            rules: vec!["inactive".into()],
+            removed_at: removed_at(),
+            pre_image: Some(PreImage {
+                username: user.into(),
+                active: true,
+                directory: Some("Confluence Internal Directory".into()),
+                groups: vec![LICENCE.into(), "wiki-editors".into()],
+            }),
+        }
+    }
+
+    fn okta_mut(p: &mut PersonView) -> &mut IdentityView {
+        &mut p.identities[0]
+    }
+
+    fn plan_for(
+        people: &[PersonView],
+        episodes: &[RemovalEpisode],
+        seats: &BTreeMap<TargetId, Seats>,
+    ) -> RegrantPlan {
+        plan_regrants(&RegrantInput {
+            people,
+            episodes,
+            targets: &[wiki()],
+            seats,
+            now: now(),
+        })
+    }
+
+    fn kinds(plan: &RegrantPlan, account: crate::domain::AccountId) -> Vec<ActionKind> {
+        plan.actions
+            .iter()
+            .filter(|a| a.account_id == account)
+            .map(|a| a.kind.clone())
+            .collect()
+    }
+
+    #[test]
+    fn an_inactive_person_who_signs_in_gets_exactly_the_pre_image_back() {
+        let mut bob = removed("bob");
+        okta_mut(&mut bob).last_sign_in_event_at = Some(at(2026, 10, 20));
+        let e = episode(&bob, "bob", Cause::Inactivity);
+        let plan = plan_for(&[bob.clone()], &[e], &BTreeMap::new());
+        assert_eq!(
+            kinds(&plan, bob.account.id),
+            vec![
+                ActionKind::Reactivate,
+                ActionKind::AddToGroup {
+                    group: LICENCE.into()
+                },
+                ActionKind::Rename {
+                    from: "bob_inactive_20261001".into(),
+                    to: "bob".into()
+                },
+            ]
+        );
+        assert!(plan.alerts.is_empty(), "{:?}", plan.alerts);
+        let reason = &plan.actions[0].reason;
+        assert_eq!(reason.rule, REGRANT);
+        assert_eq!(reason.cause, Cause::Other);
+        assert!(
+            reason.because[0].contains("okta sign-in log") && reason.because[0].contains("2026-10-20"),
+            "{:?}",
+            reason.because
+        );
+        assert!(plan.actions.iter().all(|a| a.username == "bob_inactive_20261001"));
+    }
+
+    #[test]
+    fn a_sign_in_before_the_removal_or_none_at_all_plans_nothing() {
+        let bob = removed("bob");
+        let e = episode(&bob, "bob", Cause::Inactivity);
+        let plan = plan_for(&[bob.clone()], &[e.clone()], &BTreeMap::new());
+        assert_eq!(plan, RegrantPlan::default());
+        // A sentinel or a time far in the future is no sign-in either.
+        let mut odd = bob.clone();
+        odd.account.last_login_at = Some(now() + Duration::days(30));
+        assert!(plan_for(&[odd], &[e], &BTreeMap::new()).actions.is_empty());
+    }
+
+    #[test]
+    fn each_activity_source_after_the_removal_is_a_signal() {
+        let cases: [(&str, fn(&mut PersonView)); 4] = [
+            ("okta", |p| okta_mut(p).last_login_at = Some(at(2026, 10, 5))),
+            ("okta sign-in log", |p| {
+                okta_mut(p).last_sign_in_event_at = Some(at(2026, 10, 5))
+            }),
+            ("confluence", |p| p.account.last_login_at = Some(at(2026, 10, 5))),
+            ("scim (SCIM active=true)", |p| {
+                let mut scim = identity("scim", "x");
+                scim.source_kind = SourceKind::Scim;
+                scim.status_changed_at = at(2026, 10, 5);
+                link(p, scim);
+            }),
+        ];
+        for (from, signal) in cases {
+            let mut bob = removed("bob");
+            signal(&mut bob);
+            let e = episode(&bob, "bob", Cause::Inactivity);
+            let plan = plan_for(&[bob.clone()], &[e], &BTreeMap::new());
+            assert_eq!(plan.actions.len(), 3, "{from}: {plan:?}");
+            assert!(
+                plan.actions[0].reason.because[0].contains(&format!("({from})")),
+                "{from}: {:?}",
+                plan.actions[0].reason.because
+            );
+        }
+    }
+
+    #[test]
+    fn a_scim_identity_active_since_before_the_removal_is_no_signal() {
+        let mut bob = removed("bob");
+        let mut scim = identity("scim", "bob");
+        scim.source_kind = SourceKind::Scim;
+        scim.status_changed_at = at(2026, 9, 1);
+        link(&mut bob, scim);
+        let e = episode(&bob, "bob", Cause::Inactivity);
+        assert!(plan_for(&[bob], &[e], &BTreeMap::new()).actions.is_empty());
+    }
+
+    #[test]
+    fn a_leaver_who_signs_in_gets_a_security_alert_and_nothing_back() {
+        // Even once active again in the IdP: a leaver is never regranted.
+        let mut alice = removed("alice");
+        okta_mut(&mut alice).last_login_at = Some(at(2026, 10, 25));
+        let e = episode(&alice, "alice", Cause::Leaver);
+        let plan = plan_for(&[alice.clone()], &[e], &BTreeMap::new());
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        assert_eq!(plan.alerts.len(), 1);
+        let a = &plan.alerts[0];
+        assert_eq!(a.kind, AlertKind::LeaverSignIn);
+        assert_eq!(a.signal.at, at(2026, 10, 25));
+        assert_eq!(a.detail()["cause"], "leaver");
+    }
+
+    #[test]
+    fn an_inactive_person_not_active_in_the_idp_is_alerted_not_regranted() {
+        for status in [
+            IdentityStatus::Suspended,
+            IdentityStatus::Deprovisioned,
+            IdentityStatus::Deleted,
+            IdentityStatus::Staged,
+            IdentityStatus::Unknown,
+        ] {
+            let mut bob = removed("bob");
+            okta_mut(&mut bob).last_login_at = Some(at(2026, 10, 25));
+            okta_mut(&mut bob).status = status;
+            let e = episode(&bob, "bob", Cause::Inactivity);
+            let plan = plan_for(&[bob], &[e], &BTreeMap::new());
+            assert!(plan.actions.is_empty(), "{status:?}");
+            assert_eq!(plan.alerts.len(), 1, "{status:?}");
+            assert_eq!(plan.alerts[0].kind, AlertKind::LeaverSignIn);
+            assert!(plan.alerts[0].why.contains(status.as_str()));
+        }
+        // An unlinked account, signed in on Confluence, is not known active anywhere.
+        let mut eve = removed("eve");
+        eve.link = LinkState::Unlinked;
+        eve.account.last_login_at = Some(at(2026, 10, 25));
+        let e = episode(&eve, "eve", Cause::Inactivity);
+        let plan = plan_for(&[eve], &[e], &BTreeMap::new());
+        assert!(plan.actions.is_empty());
+        assert_eq!(plan.alerts[0].kind, AlertKind::LeaverSignIn);
+    }
+
+    #[test]
+    fn other_causes_unmanaged_busy_and_imageless_accounts_get_a_note_only() {
+        let mut bob = removed("bob");
+        okta_mut(&mut bob).last_login_at = Some(at(2026, 10, 25));
+        let base = || bob.clone();
+        let p = base();
+        let mut e = episode(&p, "bob", Cause::Other);
+        let plan = plan_for(&[p], &[e.clone()], &BTreeMap::new());
+        assert!(plan.actions.is_empty() && plan.alerts.is_empty());
+        assert!(plan.notes[0].contains("other than inactivity"), "{:?}", plan.notes);
+
+        e.causes = vec![Cause::Inactivity];
+        let mut p = base();
+        p.account.managed = false;
+        assert!(plan_for(&[p], &[e.clone()], &BTreeMap::new()).actions.is_empty());
+        let mut p = base();
+        p.pending_actions = true;
+        let plan = plan_for(&[p], &[e.clone()], &BTreeMap::new());
+        assert!(plan.actions.is_empty() && plan.notes[0].contains("waits"));
+        e.pre_image = None;
+        let plan = plan_for(&[base()], &[e], &BTreeMap::new());
+        assert!(plan.actions.is_empty() && plan.notes[0].contains("pre-image"));
+    }
+
+    #[test]
+    fn a_username_taken_meanwhile_holds_the_regrant_back() {
+        let mut bob = removed("bob");
+        okta_mut(&mut bob).last_login_at = Some(at(2026, 10, 25));
+        let mut other = person("BOB");
+        other.account.target = "wiki".into();
+        let e = episode(&bob, "bob", Cause::Inactivity);
+        let plan = plan_for(&[bob, other], &[e], &BTreeMap::new());
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        assert!(plan.notes[0].contains("taken"), "{:?}", plan.notes);
+    }
+
+    #[test]
+    fn only_missing_pre_image_groups_are_added_and_nothing_is_removed() {
+        let mut bob = removed("bob");
+        okta_mut(&mut bob).last_login_at = Some(at(2026, 10, 25));
+        bob.account.active = true;
+        bob.account.username = "bob".into();
+        // A group added since the removal stays; a group already back is not added twice.
+        bob.account.groups = vec!["WIKI-EDITORS".into(), "former-staff".into()];
+        let e = episode(&bob, "bob", Cause::Inactivity);
+        let plan = plan_for(&[bob.clone()], &[e], &BTreeMap::new());
+        assert_eq!(
+            kinds(&plan, bob.account.id),
+            vec![ActionKind::AddToGroup {
+                group: LICENCE.into()
+            }]
+        );
+    }
+
+    #[test]
+    fn with_too_few_seats_the_most_recent_sign_ins_come_first_and_the_rest_are_alerted() {
+        let mut people = Vec::new();
+        let mut episodes = Vec::new();
+        for (user, day) in [("ann", 10), ("bob", 20), ("cy", 15)] {
+            let mut p = removed(user);
+            okta_mut(&mut p).last_login_at = Some(at(2026, 10, day));
+            episodes.push(episode(&p, user, Cause::Inactivity));
+            people.push(p);
+        }
+        let t = wiki().id;
+        let seats = BTreeMap::from([(
+            t,
+            Seats {
+                max: Some(50),
+                in_use: Some(49),
+            },
+        )]);
+        let plan = plan_for(&people, &episodes, &seats);
+        let regranted: HashSet<&str> = plan
+            .actions
+            .iter()
+            .map(|a| a.username.as_str())
+            .collect();
+        assert_eq!(regranted, HashSet::from(["bob_inactive_20261001"]));
+        let mut waiting: Vec<&str> = plan
+            .alerts
+            .iter()
+            .filter(|a| a.kind == AlertKind::NoFreeSeat)
+            .map(|a| a.username.as_str())
+            .collect();
+        waiting.sort();
+        assert_eq!(waiting, ["ann_inactive_20261001", "cy_inactive_20261001"]);
+        assert!(plan.actions.iter().all(|a| matches!(
+            a.kind,
+            ActionKind::Reactivate | ActionKind::AddToGroup { .. } | ActionKind::Rename { .. }
+        )));
+
+        // Full (or over) the licence: nobody; unknown seats: everybody, with a note.
+        let full = BTreeMap::from([(
+            t,
+            Seats {
+                max: Some(40),
+                in_use: Some(49),
+            },
+        )]);
+        let plan = plan_for(&people, &episodes, &full);
+        assert!(plan.actions.is_empty());
+        assert_eq!(plan.alerts.len(), 3);
+        let plan = plan_for(&people, &episodes, &BTreeMap::new());
+        assert_eq!(plan.actions.len(), 9);
+        assert!(plan.notes[0].contains("seats unknown"), "{:?}", plan.notes);
+    }
+
+    #[test]
+    fn a_restore_that_takes_no_licence_needs_no_seat() {
+        let mut bob = removed("bob");
+        okta_mut(&mut bob).last_login_at = Some(at(2026, 10, 25));
+        let mut e = episode(&bob, "bob", Cause::Inactivity);
+        if let Some(pre) = e.pre_image.as_mut() {
+            pre.groups = vec!["wiki-editors".into()];
+        }
+        let full = BTreeMap::from([(
+            wiki().id,
+            Seats {
+                max: Some(1),
+                in_use: Some(1),
+            },
+        )]);
+        let plan = plan_for(&[bob], &[e], &full);
+        assert_eq!(plan.actions.len(), 2, "{plan:?}");
+        assert!(plan.alerts.is_empty());
+    }
+
+    fn rule(criteria: Vec<Criterion>) -> Rule {
+        Rule {
+            name: "r".into(),
+            enabled: true,
+            mode: RuleMode::Enforce,
+            priority: 1,
+            targets: Vec::new(),
+            criteria,
+            exempt: Exemptions::default(),
+            actions: vec![ActionSpec::RemoveLicenceGroups],
+            allow_delete: false,
+            schedule: None,
+        }
+    }
+
+    #[test]
+    fn the_planner_marks_each_reason_with_the_cause_its_rule_implies() {
+        let status = Criterion::Status {
+            any_of: vec![LeaverSignal::Deprovisioned],
+        };
+        let member = Criterion::MemberOf {
+            groups: vec!["x".into()],
+            how: crate::domain::GroupMatch::Any,
+        };
+        let cases = [
+            (vec![status.clone()], Cause::Leaver),
+            (
+                vec![Criterion::InactiveDays { days: 90 }, status],
+                Cause::Leaver,
+            ),
+            (vec![Criterion::AbsentSyncs { syncs: 3 }], Cause::Leaver),
+            (
+                vec![Criterion::InactiveDays { days: 90 }, member.clone()],
+                Cause::Inactivity,
+            ),
+            (vec![Criterion::NeverLoggedIn { days: 30 }], Cause::Inactivity),
+            (vec![Criterion::LoggedInOnce], Cause::Inactivity),
+            (vec![member], Cause::Other),
+        ];
+        for (criteria, want) in cases {
+            assert_eq!(plan::cause_of(&rule(criteria.clone())), want, "{criteria:?}");
+        }
+        // And the plan carries it on every action.
+        let mut p = person("bob");
+        p.account.last_login_at = Some(at(2025, 1, 1));
+        let mut okta = identity("okta", "bob");
+        okta.last_login_at = Some(at(2025, 1, 1));
+        link(&mut p, okta);
+        let rules = [rule(vec![Criterion::InactiveDays { days: 90 }])];
+        let sources = [SourceState {
+            name: "okta".into(),
+            kind: SourceKind::Okta,
+            complete: true,
+            incomplete_reason: None,
+            observed_since: Some(at(2024, 1, 1)),
+        }];
+        let planned = plan::plan(&PlanInput {
+            people: &[p],
+            rules: &rules,
+            sources: &sources,
+            targets: &[wiki()],
+            settings: &PlanSettings::default(),
+            now: now(),
+        });
+        assert!(!planned.actions.is_empty());
+        assert!(
+            planned
+                .actions
+                .iter()
+                .all(|a| a.reason.cause == Cause::Inactivity)
+        );
+        // A reason stored before causes existed reads as `other`.
+        let old: Reason =
+            serde_json::from_value(json!({"rule": "r", "because": ["x"]})).expect("old reason");
+        assert_eq!(old.cause, Cause::Other);
+    }
+
+    fn arb_status() -> impl Strategy<Value = IdentityStatus> {
+        proptest::sample::select(IdentityStatus::ALL.to_vec())
+    }
+
+    fn arb_cause() -> impl Strategy<Value = Cause> {
+        prop_oneof![
+            Just(Cause::Leaver),
+            Just(Cause::Inactivity),
+            Just(Cause::Other)
+        ]
+    }
+
+    const POOL: &[&str] = &[LICENCE, "wiki-editors", "staff", "former-sales", "admins-x"];
+
+    fn arb_groups() -> impl Strategy<Value = Vec<String>> {
+        proptest::sample::subsequence(POOL.to_vec(), 0..=POOL.len())
+            .prop_map(|g| g.into_iter().map(str::to_owned).collect())
+    }
+
+    prop_compose! {
+        fn arb_case()(
+            causes in proptest::collection::vec(arb_cause(), 1..3),
+            status in arb_status(),
+            pre_groups in arb_groups(),
+            cur_groups in arb_groups(),
+            pre_active in any::<bool>(),
+            cur_active in any::<bool>(),
+            login_day in 2u32..=31,
+            scim in any::<bool>(),
+            free in proptest::option::of(0u64..3),
+        ) -> (PersonView, RemovalEpisode, BTreeMap<TargetId, Seats>) {
+            let mut p = removed("bob");
+            p.account.groups = cur_groups;
+            p.account.active = cur_active;
+            okta_mut(&mut p).status = status;
+            okta_mut(&mut p).last_login_at = Some(at(2026, 10, login_day));
+            if scim {
+                let mut s = identity("scim", "bob");
+                s.source_kind = SourceKind::Scim;
+                s.status = status;
+                s.status_changed_at = at(2026, 10, login_day);
+                link(&mut p, s);
+            }
+            let mut e = episode(&p, "bob", Cause::Other);
+            e.causes = causes;
+            if let Some(pre) = e.pre_image.as_mut() {
+                pre.groups = pre_groups;
+                pre.active = pre_active;
+            }
+            let seats = free
+                .map(|f| BTreeMap::from([(wiki().id, Seats { max: Some(10), in_use: Some(10 - f) })]))
+                .unwrap_or_default();
+            (p, e, seats)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn a_leaver_never_gets_an_action_and_no_group_outside_the_pre_image_is_added(
+            (p, e, seats) in arb_case()
+        ) {
+            let plan = plan_for(std::slice::from_ref(&p), std::slice::from_ref(&e), &seats);
+            let pre = e.pre_image.clone().expect("pre-image");
+            if e.cause() == Cause::Leaver || not_active_in_idp(&p).is_some() {
+                prop_assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+            }
+            for a in &plan.actions {
+                prop_assert_eq!(e.cause(), Cause::Inactivity);
+                match &a.kind {
+                    ActionKind::AddToGroup { group } => {
+                        prop_assert!(pre.groups.contains(group), "{group} not in {:?}", pre.groups);
+                        prop_assert!(!p.account.groups.contains(group));
+                    }
+                    ActionKind::Reactivate => prop_assert!(pre.active && !p.account.active),
+                    ActionKind::Rename { to, .. } => prop_assert_eq!(to, &pre.username),
+                    other => prop_assert!(false, "unexpected {other:?}"),
+                }
+            }
+            // A leaver or a person not active in the IdP who signed in is alerted.
+            if e.cause() == Cause::Leaver || not_active_in_idp(&p).is_some() {
+                prop_assert_eq!(plan.alerts.len(), 1);
+                prop_assert_eq!(plan.alerts[0].kind, AlertKind::LeaverSignIn);
+            }
+        }
+    }
+}
