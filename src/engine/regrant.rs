@@ -695,11 +695,16 @@ mod tests {
         assert_eq!(reason.rule, REGRANT);
         assert_eq!(reason.cause, Cause::Other);
         assert!(
-            reason.because[0].contains("okta sign-in log") && reason.because[0].contains("2026-10-20"),
+            reason.because[0].contains("okta sign-in log")
+                && reason.because[0].contains("2026-10-20"),
             "{:?}",
             reason.because
         );
-        assert!(plan.actions.iter().all(|a| a.username == "bob_inactive_20261001"));
+        assert!(
+            plan.actions
+                .iter()
+                .all(|a| a.username == "bob_inactive_20261001")
+        );
     }
 
     #[test]
@@ -717,11 +722,15 @@ mod tests {
     #[test]
     fn each_activity_source_after_the_removal_is_a_signal() {
         let cases: [(&str, fn(&mut PersonView)); 4] = [
-            ("okta", |p| okta_mut(p).last_login_at = Some(at(2026, 10, 5))),
+            ("okta", |p| {
+                okta_mut(p).last_login_at = Some(at(2026, 10, 5))
+            }),
             ("okta sign-in log", |p| {
                 okta_mut(p).last_sign_in_event_at = Some(at(2026, 10, 5))
             }),
-            ("confluence", |p| p.account.last_login_at = Some(at(2026, 10, 5))),
+            ("confluence", |p| {
+                p.account.last_login_at = Some(at(2026, 10, 5))
+            }),
             ("scim (SCIM active=true)", |p| {
                 let mut scim = identity("scim", "x");
                 scim.source_kind = SourceKind::Scim;
@@ -807,12 +816,20 @@ mod tests {
         let mut e = episode(&p, "bob", Cause::Other);
         let plan = plan_for(&[p], &[e.clone()], &BTreeMap::new());
         assert!(plan.actions.is_empty() && plan.alerts.is_empty());
-        assert!(plan.notes[0].contains("other than inactivity"), "{:?}", plan.notes);
+        assert!(
+            plan.notes[0].contains("other than inactivity"),
+            "{:?}",
+            plan.notes
+        );
 
         e.causes = vec![Cause::Inactivity];
         let mut p = base();
         p.account.managed = false;
-        assert!(plan_for(&[p], &[e.clone()], &BTreeMap::new()).actions.is_empty());
+        assert!(
+            plan_for(&[p], &[e.clone()], &BTreeMap::new())
+                .actions
+                .is_empty()
+        );
         let mut p = base();
         p.pending_actions = true;
         let plan = plan_for(&[p], &[e.clone()], &BTreeMap::new());
@@ -871,11 +888,7 @@ mod tests {
             },
         )]);
         let plan = plan_for(&people, &episodes, &seats);
-        let regranted: HashSet<&str> = plan
-            .actions
-            .iter()
-            .map(|a| a.username.as_str())
-            .collect();
+        let regranted: HashSet<&str> = plan.actions.iter().map(|a| a.username.as_str()).collect();
         assert_eq!(regranted, HashSet::from(["bob_inactive_20261001"]));
         let mut waiting: Vec<&str> = plan
             .alerts
@@ -961,12 +974,19 @@ mod tests {
                 vec![Criterion::InactiveDays { days: 90 }, member.clone()],
                 Cause::Inactivity,
             ),
-            (vec![Criterion::NeverLoggedIn { days: 30 }], Cause::Inactivity),
+            (
+                vec![Criterion::NeverLoggedIn { days: 30 }],
+                Cause::Inactivity,
+            ),
             (vec![Criterion::LoggedInOnce], Cause::Inactivity),
             (vec![member], Cause::Other),
         ];
         for (criteria, want) in cases {
-            assert_eq!(plan::cause_of(&rule(criteria.clone())), want, "{criteria:?}");
+            assert_eq!(
+                plan::cause_of(&rule(criteria.clone())),
+                want,
+                "{criteria:?}"
+            );
         }
         // And the plan carries it on every action.
         let mut p = person("bob");
