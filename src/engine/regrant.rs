@@ -33,7 +33,7 @@ use super::activity;
 use crate::config::Config;
 use crate::domain::{
     ActionKind, Cause, IdentityStatus, LinkState, PersonView, PlannedAction, Reason, RuleMode,
-    RunId, RunStatus, SourceKind, TargetId, TargetState,
+    RunId, RunStatus, SnapshotStatus, SourceKind, TargetId, TargetState,
 };
 use crate::engine::execute::ExecReport;
 use crate::engine::link;
@@ -78,6 +78,10 @@ pub struct RegrantInput<'a> {
     pub targets: &'a [TargetState],
     /// Per target id; a target missing here has unknown seats.
     pub seats: &'a BTreeMap<TargetId, Seats>,
+    /// Per target id, when its latest complete inventory started. The person views are
+    /// only as fresh as that: a regrant waits for an inventory that began after the
+    /// removal (before it, the view still shows the account as it was before the removal).
+    pub inventoried: &'a BTreeMap<TargetId, DateTime<Utc>>,
     pub now: DateTime<Utc>,
 }
 
@@ -290,6 +294,18 @@ pub fn plan_regrants(input: &RegrantInput<'_>) -> RegrantPlan {
             ));
             continue;
         }
+        if input
+            .inventoried
+            .get(&p.account.target_id)
+            .is_none_or(|t| *t <= e.removed_at)
+        {
+            plan.notes.push(format!(
+                "{who}: signed in, but target {} has no complete inventory since the removal: \
+                 regrant waits for one",
+                p.account.target
+            ));
+            continue;
+        }
         let Some(pre) = &e.pre_image else {
             plan.notes.push(format!(
                 "{who}: run {} recorded no readable pre-image: nothing to restore",
@@ -482,25 +498,36 @@ pub struct RegrantOutcome {
     pub alerts_known: usize,
 }
 
-/// Seat counts of every target in `targets`, from its latest finished inventory.
+/// Seat counts of every target in `targets`, from its latest finished inventory (seats
+/// regranted since it started count as in use), and when its latest complete inventory
+/// started.
+#[allow(clippy::type_complexity)]
 pub async fn seats(
     store: &Store,
     targets: &[TargetState],
-) -> Result<BTreeMap<TargetId, Seats>, StoreError> {
-    let mut out = BTreeMap::new();
+) -> Result<(BTreeMap<TargetId, Seats>, BTreeMap<TargetId, DateTime<Utc>>), StoreError> {
+    let mut seats = BTreeMap::new();
+    let mut inventoried = BTreeMap::new();
     for t in targets {
-        let Some(snapshot) = store.latest_target_snapshot(t.id, None).await? else {
-            continue;
-        };
-        if let Some(usage) = snapshot
-            .detail
-            .get("licence")
-            .and_then(|v| serde_json::from_value::<LicenceUsage>(v.clone()).ok())
+        if let Some(snapshot) = store.latest_target_snapshot(t.id, None).await?
+            && let Some(usage) = snapshot
+                .detail
+                .get("licence")
+                .and_then(|v| serde_json::from_value::<LicenceUsage>(v.clone()).ok())
         {
-            out.insert(t.id, Seats::from_usage(&usage));
+            let mut s = Seats::from_usage(&usage);
+            let since = store.regranted_since(t.id, snapshot.started_at).await?;
+            s.in_use = s.in_use.map(|n| n.saturating_add(since));
+            seats.insert(t.id, s);
+        }
+        if let Some(s) = store
+            .latest_target_snapshot(t.id, Some(SnapshotStatus::Complete))
+            .await?
+        {
+            inventoried.insert(t.id, s.started_at);
         }
     }
-    Ok(out)
+    Ok((seats, inventoried))
 }
 
 /// Links, loads, plans the regrants, stores them as a `regrant` run, carries it out and
@@ -515,12 +542,13 @@ pub async fn regrant(
     let report = link::refresh_links(store, config).await?;
     let inputs = store.planner_inputs(config, &report).await?;
     let episodes = store.removal_episodes().await?;
-    let seats = seats(store, &inputs.targets).await?;
+    let (seats, inventoried) = seats(store, &inputs.targets).await?;
     let plan = plan_regrants(&RegrantInput {
         people: &inputs.people,
         episodes: &episodes,
         targets: &inputs.targets,
         seats: &seats,
+        inventoried: &inventoried,
         now,
     });
     tracing::info!(
@@ -659,6 +687,7 @@ mod tests {
             episodes,
             targets: &[wiki()],
             seats,
+            inventoried: &BTreeMap::from([(wiki().id, at(2026, 10, 31))]),
             now: now(),
         })
     }
@@ -711,7 +740,11 @@ mod tests {
     fn a_sign_in_before_the_removal_or_none_at_all_plans_nothing() {
         let bob = removed("bob");
         let e = episode(&bob, "bob", Cause::Inactivity);
-        let plan = plan_for(&[bob.clone()], &[e.clone()], &BTreeMap::new());
+        let plan = plan_for(
+            std::slice::from_ref(&bob),
+            std::slice::from_ref(&e),
+            &BTreeMap::new(),
+        );
         assert_eq!(plan, RegrantPlan::default());
         // A sentinel or a time far in the future is no sign-in either.
         let mut odd = bob.clone();
@@ -721,7 +754,8 @@ mod tests {
 
     #[test]
     fn each_activity_source_after_the_removal_is_a_signal() {
-        let cases: [(&str, fn(&mut PersonView)); 4] = [
+        type Signal = fn(&mut PersonView);
+        let cases: [(&str, Signal); 4] = [
             ("okta", |p| {
                 okta_mut(p).last_login_at = Some(at(2026, 10, 5))
             }),
@@ -837,6 +871,29 @@ mod tests {
         e.pre_image = None;
         let plan = plan_for(&[base()], &[e], &BTreeMap::new());
         assert!(plan.actions.is_empty() && plan.notes[0].contains("pre-image"));
+    }
+
+    #[test]
+    fn a_regrant_waits_for_an_inventory_that_began_after_the_removal() {
+        let mut bob = removed("bob");
+        okta_mut(&mut bob).last_login_at = Some(at(2026, 10, 25));
+        let e = episode(&bob, "bob", Cause::Inactivity);
+        let targets = [wiki()];
+        for inventoried in [
+            BTreeMap::new(),
+            BTreeMap::from([(wiki().id, removed_at() - Duration::hours(1))]),
+        ] {
+            let plan = plan_regrants(&RegrantInput {
+                people: std::slice::from_ref(&bob),
+                episodes: std::slice::from_ref(&e),
+                targets: &targets,
+                seats: &BTreeMap::new(),
+                inventoried: &inventoried,
+                now: now(),
+            });
+            assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+            assert!(plan.notes[0].contains("regrant waits"), "{:?}", plan.notes);
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{NewAuditEntry, Store, StoreError, on_db, on_tx};
-use crate::domain::{AccountId, Cause, Reason, RunId};
+use crate::domain::{AccountId, Cause, Reason, RunId, TargetId};
 
 /// The account as the executor read it just before idbridge's first write in a run (the
 /// `pre_image` JSON `{"username","active","directory","groups"}`).
@@ -213,6 +213,25 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// How many accounts of `target` a confirmed, enforced regrant action touched at or
+    /// after `since`: seats an inventory that started at `since` may not have counted.
+    pub async fn regranted_since(
+        &self,
+        target: TargetId,
+        since: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        const SQL: &str = "select count(distinct a.account_id) from actions a \
+             join runs r on r.id = a.run_id \
+             where r.kind = 'regrant' and r.mode = 'enforce' and a.phase = 'confirmed' \
+               and a.target_id = $1 and a.finished_at >= $2";
+        let n: i64 = on_db!(&self.db, |pool| sqlx::query_scalar(SQL)
+            .bind(target.0)
+            .bind(since)
+            .fetch_one(pool)
+            .await)?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// How many alerts of `kind` were raised about `account`.

@@ -517,3 +517,14 @@ impl CloudWorld {
         }
     }
 }
+
+/// Sets the simulated instance's licence seats (`-1`: unlimited) through its control API.
+pub async fn set_dc_max_users(dc: &DcSim, seats: i64) {
+    let resp = reqwest::Client::new()
+        .put(format!("{}/__sim/settings", dc.root_url()))
+        .json(&serde_json::json!({ "maxUsers": seats }))
+        .send()
+        .await
+        .expect("DC control API");
+    assert!(resp.status().is_success(), "{}", resp.status());
+}
