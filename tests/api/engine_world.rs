@@ -244,6 +244,11 @@ pub async fn world(backend: Backend) -> Option<World> {
 }
 
 impl World {
+    /// The store's database URL, for the binary.
+    pub fn db_url(&self) -> &str {
+        &self._db.url
+    }
+
     pub async fn stop(self) {
         self.dc.stop().await;
         self.okta.stop().await;

@@ -213,6 +213,7 @@ on_both_backends!(
     a_leaver_who_signs_in_gets_nothing_back_and_one_security_alert,
     with_one_free_seat_the_latest_sign_in_is_regranted_and_the_other_alerted,
     a_dry_run_regrant_writes_nothing_and_raises_no_alert,
+    the_regrant_command_reports_a_dry_run_and_then_gives_the_licence_back,
 );
 
 async fn a_newer_okta_last_login_gives_bob_exactly_his_licence_groups_name_and_status_back(
@@ -594,5 +595,70 @@ async fn a_dry_run_regrant_writes_nothing_and_raises_no_alert(backend: Backend) 
     assert_eq!(real.plan.actions[0].account_id, bob_account);
     assert_eq!(real.status, Some(RunStatus::Succeeded));
     assert_eq!(w.dc.user_by_key(&w.keys["bob"]).unwrap().username, "bob");
+    w.stop().await;
+}
+
+async fn the_regrant_command_reports_a_dry_run_and_then_gives_the_licence_back(backend: Backend) {
+    let Some(w) = removed(backend).await else {
+        return;
+    };
+    let at = w.clock.now() - Duration::minutes(10);
+    w.okta
+        .update_user(&w.okta_ids["bob"], |u| u.last_login = Some(at));
+    assert!(sync_okta(&w).await.is_complete());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idbridge.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[database]\nurl = \"{}\"\n\n\
+             [sources.okta]\nkind = \"okta\"\nbase_url = \"{}\"\napp_id = \"{}\"\n\n\
+             [targets.wiki]\nkind = \"confluence_dc\"\nbase_url = \"{}\"\n",
+            w.db_url(),
+            w.okta.base_url(),
+            w.okta.app_id(),
+            w.dc.base_url(),
+        ),
+    )
+    .unwrap();
+    let idbridge = |args: &[&str]| {
+        crate::helpers::binary()
+            .arg("--config")
+            .arg(&path)
+            .args(args)
+            .env("IDBRIDGE_SOURCES__OKTA__TOKEN", w.okta.ssws_token())
+            .env("IDBRIDGE_TARGETS__WIKI__TOKEN", w.dc.pat())
+            .env("IDBRIDGE_LOG__FILTER", "warn")
+            .output()
+            .expect("run idbridge")
+    };
+    let writes_before = writes(&w.dc).len();
+    let dry = idbridge(&["regrant", "--dry-run", "--json"]);
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&dry.stdout).expect("JSON");
+    assert_eq!(report["status"], "recorded", "{report:#}");
+    assert_eq!(report["plan"]["actions"].as_array().map(Vec::len), Some(3));
+    assert_eq!(writes(&w.dc).len(), writes_before);
+
+    let real = idbridge(&["regrant"]);
+    let text = String::from_utf8_lossy(&real.stdout).into_owned();
+    assert!(
+        real.status.success(),
+        "{}",
+        String::from_utf8_lossy(&real.stderr)
+    );
+    assert!(text.contains("succeeded"), "{text}");
+    assert_eq!(w.dc.user_by_key(&w.keys["bob"]).unwrap().username, "bob");
+    assert_eq!(groups_of(&w.dc, "bob"), seeded("bob"));
+    let again = idbridge(&["regrant"]);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("nothing to give back"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
     w.stop().await;
 }
