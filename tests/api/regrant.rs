@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use idbridge::clock::Clock;
 use idbridge::config::{RuleConfig, SourceConfig, WhenConfig};
-use idbridge::domain::{ActionKind, RuleMode, RunStatus, SourceKind};
+use idbridge::domain::{ActionKind, Cause, RuleMode, RunStatus, SourceKind};
 use idbridge::engine::inventory::{InventoryOptions, sync_target};
 use idbridge::engine::regrant::{RegrantOptions, RegrantOutcome, regrant};
 use idbridge::engine::run;
@@ -214,6 +214,7 @@ on_both_backends!(
     with_one_free_seat_the_latest_sign_in_is_regranted_and_the_other_alerted,
     a_dry_run_regrant_writes_nothing_and_raises_no_alert,
     the_regrant_command_reports_a_dry_run_and_then_gives_the_licence_back,
+    each_removal_episode_holds_its_cause_and_the_account_before_the_first_write,
 );
 
 async fn a_newer_okta_last_login_gives_bob_exactly_his_licence_groups_name_and_status_back(
@@ -660,5 +661,59 @@ async fn the_regrant_command_reports_a_dry_run_and_then_gives_the_licence_back(b
         "{}",
         String::from_utf8_lossy(&again.stdout)
     );
+    w.stop().await;
+}
+
+async fn each_removal_episode_holds_its_cause_and_the_account_before_the_first_write(
+    backend: Backend,
+) {
+    let Some(w) = removed(backend).await else {
+        return;
+    };
+    let target = w.store.target_by_name("wiki").await.unwrap().unwrap().id;
+    let mut ids = HashMap::new();
+    for user in ["alice", "bob", "ivan", "judy"] {
+        let account = w
+            .store
+            .account_by_key(target, &w.keys[user])
+            .await
+            .unwrap()
+            .expect("account");
+        ids.insert(user, account.id);
+    }
+    let episodes = w.store.removal_episodes().await.unwrap();
+    assert_eq!(episodes.len(), 4, "{episodes:#?}");
+    for (user, cause, rule) in [
+        ("alice", Cause::Leaver, "leavers"),
+        ("bob", Cause::Inactivity, "inactive"),
+        ("ivan", Cause::Inactivity, "inactive"),
+        ("judy", Cause::Inactivity, "inactive"),
+    ] {
+        let id = ids[user];
+        let e = episodes
+            .iter()
+            .find(|e| e.account_id == id)
+            .unwrap_or_else(|| panic!("no episode for {user}"));
+        assert_eq!(e.cause(), cause, "{user}");
+        assert_eq!(e.rules, [rule], "{user}");
+        assert!(e.removed_at <= now() + Duration::minutes(1), "{user}");
+        let pre = e.pre_image.as_ref().expect("pre-image");
+        assert_eq!(pre.username, user);
+        assert!(pre.active, "{user}");
+        let mut groups = pre.groups.clone();
+        groups.sort();
+        assert_eq!(groups, seeded(user), "{user}");
+    }
+    // A confirmed regrant closes bob's episode, and only his.
+    let at = w.clock.now() - Duration::minutes(10);
+    w.okta
+        .update_user(&w.okta_ids["bob"], |u| u.last_login = Some(at));
+    assert!(sync_okta(&w).await.is_complete());
+    let outcome = pass(&w.store, &w, &w.config).await;
+    assert_eq!(outcome.status, Some(RunStatus::Succeeded));
+    let bob = ids["bob"];
+    let left = w.store.removal_episodes().await.unwrap();
+    assert_eq!(left.len(), 3);
+    assert!(left.iter().all(|e| e.account_id != bob));
     w.stop().await;
 }
