@@ -19,6 +19,11 @@
 //! the person still holds the account) all mean "not active": such a person is not
 //! regranted, and their sign-in raises the same security alert as a leaver's.
 //!
+//! A regrant waits (with a note) while the person's status comes from an incomplete source
+//! snapshot, while an earlier run still works on the account, and until the target has a
+//! complete inventory that began after the removal (the person view shows the account as
+//! that inventory saw it).
+//!
 //! Never: an action for a leaver episode (a rule naming a status or absence), a group the
 //! pre-image does not hold, or a removal to make room for someone. A regrant that needs a
 //! seat the target does not have waits (alert `no_free_seat`), most recent sign-ins first.
@@ -285,6 +290,14 @@ pub fn plan_regrants(input: &RegrantInput<'_>) -> RegrantPlan {
                     .unmanaged_reason
                     .as_deref()
                     .unwrap_or("out of scope")
+            ));
+            continue;
+        }
+        if let Some(i) = p.identities.iter().find(|i| !i.from_complete_snapshot) {
+            plan.notes.push(format!(
+                "{who}: signed in, but the latest snapshot of source {} is incomplete, so its \
+                 status may be stale: regrant waits",
+                i.source
             ));
             continue;
         }
@@ -864,6 +877,10 @@ mod tests {
                 .actions
                 .is_empty()
         );
+        let mut p = base();
+        p.identities[0].from_complete_snapshot = false;
+        let plan = plan_for(&[p], &[e.clone()], &BTreeMap::new());
+        assert!(plan.actions.is_empty() && plan.notes[0].contains("incomplete"));
         let mut p = base();
         p.pending_actions = true;
         let plan = plan_for(&[p], &[e.clone()], &BTreeMap::new());
