@@ -145,6 +145,7 @@ async fn bench(backend: &str, url: &str, n: usize, rate_limit: Option<u64>) -> S
             reason: Reason {
                 rule: "bench".into(),
                 because: vec!["benchmark".into()],
+                cause: Default::default(),
             },
         });
     }

@@ -204,8 +204,12 @@ fn background(
     );
     let mut tasks = Vec::new();
     if config.scheduler.enabled {
-        let (store, config, token, holder) =
-            (store.clone(), config.clone(), shutdown.clone(), holder.clone());
+        let (store, config, token, holder) = (
+            store.clone(),
+            config.clone(),
+            shutdown.clone(),
+            holder.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             match crate::engine::scheduler::Scheduler::new(&store, &config, &holder) {
                 Ok(scheduler) => scheduler.run(token).await,

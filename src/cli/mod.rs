@@ -21,6 +21,7 @@ mod audit;
 mod engine;
 mod execute;
 mod export;
+mod regrant;
 mod runs;
 mod sim;
 mod sources;
@@ -137,6 +138,17 @@ pub enum Command {
         /// Approve only; `idbridge execute` carries it out later.
         #[arg(long)]
         no_execute: bool,
+    },
+    /// Give the licence back to people removed for inactivity who signed in since (exactly
+    /// the groups, status and name they had), and alert on leavers signing in and on a lack
+    /// of free seats.
+    Regrant {
+        /// Record the plan with zero writes and raise no alert.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON instead of the report.
+        #[arg(long)]
+        json: bool,
     },
     /// Carry out the stored runs' planned actions (or one run's) until none is left to claim.
     /// Exits non-zero when any action failed or was poisoned.
@@ -519,6 +531,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 !no_execute,
             )
             .await;
+            store.close().await;
+            result
+        }
+        Command::Regrant { dry_run, json } => {
+            let config = load(&cli)?;
+            init_logs(&config)?;
+            let (store, clock) = open_store(&config).await?;
+            let result = regrant::run(&store, &clock, &config, dry_run, json).await;
             store.close().await;
             result
         }

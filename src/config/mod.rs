@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 pub use engine::{
     AttributeCondition, AuditConfig, Budget, ExecutorConfig, LinkKey, LinkingConfig,
-    MIN_AUDIT_KEY_BYTES, PlannerConfig, RuleConfig, SchedulerConfig, SafetyConfig, USERS_CSV_MAX_BYTES,
-    USERS_CSV_MAX_ROWS, WhenConfig, read_users_csv, rules_from_config,
+    MIN_AUDIT_KEY_BYTES, PlannerConfig, RuleConfig, SafetyConfig, SchedulerConfig,
+    USERS_CSV_MAX_BYTES, USERS_CSV_MAX_ROWS, WhenConfig, read_users_csv, rules_from_config,
 };
 pub use load::{ConfigError, ENV_PREFIX, load};
 

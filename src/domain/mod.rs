@@ -15,7 +15,7 @@ pub use kinds::{
     IdentityStatus, LinkMethod, ParseKindError, SnapshotStatus, SourceKind, TargetKind,
 };
 pub use plan::{
-    AccountView, ActionKind, ActionPhase, BudgetKind, Explanation, IdentityView, LinkState,
+    AccountView, ActionKind, ActionPhase, BudgetKind, Cause, Explanation, IdentityView, LinkState,
     PersonView, Plan, PlannedAction, Reason, RuleVerdict, RunStatus, SourceState, TargetState,
 };
 pub use records::{

@@ -235,6 +235,39 @@ pub struct Reason {
     pub rule: String,
     /// One line per criterion, e.g. `inactive 132 days ≥ 90 (last activity 2026-07-12)`.
     pub because: Vec<String>,
+    /// What kind of removal the rule makes; decides whether a later sign-in gives the
+    /// licence back. Rows stored before it existed read as [`Cause::Other`].
+    #[serde(default)]
+    pub cause: Cause,
+}
+
+/// Why a rule takes something away, derived from its criteria: a leaver is never given
+/// the licence back on sign-in, an inactive person is.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// The rule names a leaver signal (`status`) or absence from the sources
+    /// (`absent_syncs`).
+    Leaver,
+    /// The rule selects by inactivity (`inactive_days`, `never_logged_in`,
+    /// `logged_in_once`) and names no leaver signal.
+    Inactivity,
+    /// Anything else (group, directory, list, attribute selections; undo; regrant).
+    #[default]
+    Other,
+}
+
+impl Cause {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Leaver => "leaver",
+            Cause::Inactivity => "inactivity",
+            Cause::Other => "other",
+        }
+    }
 }
 
 /// One action in a plan.

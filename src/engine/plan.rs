@@ -20,9 +20,9 @@ use super::activity::{self, Seen};
 use crate::config::PlannerConfig;
 pub use crate::config::rules_from_config;
 use crate::domain::{
-    ActionKind, ActionSpec, Criterion, Explanation, GroupMatch, GroupSelection, IdentityStatus,
-    IdentityView, LeaverSignal, LinkState, PersonView, Plan, PlannedAction, Reason, Rule,
-    RuleVerdict, SourceKind, SourceState, TargetState,
+    ActionKind, ActionSpec, Cause, Criterion, Explanation, GroupMatch, GroupSelection,
+    IdentityStatus, IdentityView, LeaverSignal, LinkState, PersonView, Plan, PlannedAction, Reason,
+    Rule, RuleVerdict, SourceKind, SourceState, TargetState,
 };
 
 /// Planning settings shared by every rule.
@@ -281,6 +281,28 @@ struct Compiled<'a> {
     exempt_groups: HashSet<String>,
     /// Groups the ladder adds (lower case): never removed by the same ladder.
     adds: Vec<String>,
+    /// What kind of removal the rule makes, stored on every action's reason.
+    cause: Cause,
+}
+
+/// The cause of a rule's removals, from its criteria: a leaver signal or absence makes a
+/// leaver; else an inactivity criterion makes inactivity; else other.
+pub fn cause_of(rule: &Rule) -> Cause {
+    let has = |f: fn(&Criterion) -> bool| rule.criteria.iter().any(f);
+    if has(|c| matches!(c, Criterion::Status { .. } | Criterion::AbsentSyncs { .. })) {
+        Cause::Leaver
+    } else if has(|c| {
+        matches!(
+            c,
+            Criterion::InactiveDays { .. }
+                | Criterion::NeverLoggedIn { .. }
+                | Criterion::LoggedInOnce
+        )
+    }) {
+        Cause::Inactivity
+    } else {
+        Cause::Other
+    }
 }
 
 impl<'a> Compiled<'a> {
@@ -341,6 +363,7 @@ impl<'a> Compiled<'a> {
             exempt_users: rule.exempt.users.iter().map(|u| lower(u.trim())).collect(),
             exempt_groups: rule.exempt.groups.iter().map(|g| lower(g.trim())).collect(),
             adds,
+            cause: cause_of(rule),
         }
     }
 
@@ -659,6 +682,7 @@ impl<'a> Ctx<'a> {
                         let reason = Reason {
                             rule: name.clone(),
                             because,
+                            cause: rule.cause,
                         };
                         for kind in &kinds {
                             out.push(PlannedAction {

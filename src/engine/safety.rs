@@ -446,6 +446,7 @@ mod tests {
             reason: Reason {
                 rule: "leavers".into(),
                 because: vec!["deprovisioned in okta".into()],
+                cause: Default::default(),
             },
         }
     }

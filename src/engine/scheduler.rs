@@ -95,7 +95,11 @@ pub fn scheduled(config: &Config) -> Result<Vec<Scheduled>, SchedulerError> {
     }
     for (name, cfg) in &config.rules {
         if cfg.enabled {
-            add(Job::Rule(name.clone()), &cfg.schedule, format!("rules.{name}"))?;
+            add(
+                Job::Rule(name.clone()),
+                &cfg.schedule,
+                format!("rules.{name}"),
+            )?;
         }
     }
     Ok(out)
@@ -236,7 +240,9 @@ impl<'a> Scheduler<'a> {
             .await
         {
             Ok(_) => tracing::info!("scheduler stopped; lease released"),
-            Err(e) => tracing::warn!(error = %e, "scheduler stopped; the lease could not be released"),
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduler stopped; the lease could not be released")
+            }
         }
     }
 
@@ -320,7 +326,12 @@ impl<'a> Scheduler<'a> {
 
 /// Carries out stored actions every `scheduler.executor_interval_secs` until `shutdown`, on
 /// every instance: claims keep two instances off the same action.
-pub async fn executor_loop(store: &Store, config: &Config, holder: &str, shutdown: CancellationToken) {
+pub async fn executor_loop(
+    store: &Store,
+    config: &Config,
+    holder: &str,
+    shutdown: CancellationToken,
+) {
     let every = Duration::from_secs(config.scheduler.executor_interval_secs.max(1));
     loop {
         let pass = async {

@@ -244,6 +244,11 @@ pub async fn world(backend: Backend) -> Option<World> {
 }
 
 impl World {
+    /// The store's database URL, for the binary.
+    pub fn db_url(&self) -> &str {
+        &self._db.url
+    }
+
     pub async fn stop(self) {
         self.dc.stop().await;
         self.okta.stop().await;
@@ -516,4 +521,15 @@ impl CloudWorld {
             );
         }
     }
+}
+
+/// Sets the simulated instance's licence seats (`-1`: unlimited) through its control API.
+pub async fn set_dc_max_users(dc: &DcSim, seats: i64) {
+    let resp = reqwest::Client::new()
+        .put(format!("{}/__sim/settings", dc.root_url()))
+        .json(&serde_json::json!({ "maxUsers": seats }))
+        .send()
+        .await
+        .expect("DC control API");
+    assert!(resp.status().is_success(), "{}", resp.status());
 }

@@ -120,6 +120,7 @@ impl Env {
             reason: Reason {
                 rule: "leavers".into(),
                 because: vec!["deprovisioned in okta".into()],
+                cause: Default::default(),
             },
         }
     }

@@ -76,6 +76,7 @@ fn planned(target: TargetId, account: AccountId, user: &str, kind: ActionKind) -
         reason: Reason {
             rule: "leavers".into(),
             because: vec!["status deprovisioned".into()],
+            cause: Default::default(),
         },
         kind,
     }

@@ -16,6 +16,7 @@ mod lease;
 mod linking;
 mod metrics;
 mod middleware;
+mod regrant;
 mod rules_store;
 mod runs_cli;
 mod scim_bad_input;
