@@ -33,6 +33,10 @@ fn config_with_every_option_set() -> Config {
             key_path: Some("audit.key".into()),
             checkpoint_file: Some("audit.checkpoint".into()),
         },
+        scheduler: config::SchedulerConfig {
+            timezone: Some("Europe/Berlin".into()),
+            ..config::SchedulerConfig::default()
+        },
         ..Config::default()
     }
 }

@@ -259,6 +259,8 @@ pub struct SchedulerConfig {
     pub lease_ttl_secs: u64,
     /// How often every instance looks for stored actions to carry out.
     pub executor_interval_secs: u64,
+    /// When licences are given back to people who signed in again (cron); `""`: never.
+    pub regrant_schedule: String,
 }
 
 impl Default for SchedulerConfig {
@@ -268,6 +270,7 @@ impl Default for SchedulerConfig {
             timezone: None,
             lease_ttl_secs: 30,
             executor_interval_secs: 10,
+            regrant_schedule: "*/5 * * * *".into(),
         }
     }
 }

@@ -678,6 +678,10 @@ impl Config {
                     .iter()
                     .map(|(n, s)| (format!("sources.{n}"), &s.schedule)),
             );
+        let regrant = (!self.scheduler.regrant_schedule.trim().is_empty())
+            .then(|| self.scheduler.regrant_schedule.clone());
+        let schedules =
+            schedules.chain(std::iter::once(("scheduler.regrant".to_owned(), &regrant)));
         for (key, expr) in schedules {
             if let Some(e) = expr
                 && let Err(err) = Schedule::parse(e)

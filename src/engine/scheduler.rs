@@ -38,6 +38,8 @@ pub enum Job {
     Target(String),
     /// One pass of a rule: plan, budgets, store, carry out.
     Rule(String),
+    /// Licences back to people removed for inactivity who signed in again.
+    Regrant,
 }
 
 impl Job {
@@ -47,6 +49,7 @@ impl Job {
             Job::Source(n) => format!("source:{n}"),
             Job::Target(n) => format!("target:{n}"),
             Job::Rule(n) => format!("rule:{n}"),
+            Job::Regrant => "regrant".to_owned(),
         }
     }
 }
@@ -68,7 +71,7 @@ pub enum SchedulerError {
 }
 
 /// Every scheduled job of `config`: polled sources, targets and enabled rules with a
-/// `schedule`, in that order (syncs before the rules that read them), each by name.
+/// `schedule`, then the regrant pass, in that order (syncs before what reads them).
 pub fn scheduled(config: &Config) -> Result<Vec<Scheduled>, SchedulerError> {
     let mut out = Vec::new();
     let mut add = |job: Job, expr: &Option<String>, key: String| match expr {
@@ -297,6 +300,21 @@ impl<'a> Scheduler<'a> {
                     "inventory {}: {} accounts",
                     report.snapshot.status.as_str(),
                     report.accounts
+                ))
+            }
+            Job::Regrant => {
+                let outcome = crate::engine::regrant::regrant(
+                    store,
+                    self.config,
+                    &crate::engine::regrant::RegrantOptions { dry_run: false },
+                    store.clock.now(),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                Ok(format!(
+                    "{} actions, {} alerts raised",
+                    outcome.plan.actions.len(),
+                    outcome.alerts_raised
                 ))
             }
             Job::Rule(name) => {

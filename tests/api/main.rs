@@ -19,6 +19,7 @@ mod middleware;
 mod regrant;
 mod rules_store;
 mod runs_cli;
+mod scheduler;
 mod scim_bad_input;
 mod scim_bulk;
 mod scim_compliance;

@@ -1,0 +1,155 @@
+//! The scheduler with two instances on one database and a shared test clock: on PostgreSQL
+//! exactly one holds the lease and each tick runs once; when the holder stops renewing, the
+//! standby takes over within one lease period and runs the next tick, and the deposed
+//! holder's epoch can no longer claim a tick. On SQLite the second instance is refused with
+//! a message naming the holder. Schedules that never fired wait for their first tick, and
+//! several missed ticks fire once.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use idbridge::clock::{Clock, ManualClock};
+use idbridge::config::{Config, RuleConfig};
+use idbridge::engine::scheduler::{Job, Round, Scheduler};
+use idbridge::store::{LeaseError, Store, StoreError};
+
+use crate::helpers::{Backend, TestDb, start_time};
+
+/// Two stores (as two replicas would have) on one fresh database, sharing one clock set to
+/// a whole minute.
+async fn replicas(backend: Backend) -> Option<(TestDb, Arc<ManualClock>, Store, Store)> {
+    let db = TestDb::create(backend).await?;
+    let t0 = start_time()
+        .with_timezone(&chrono::Utc)
+        .date_naive()
+        .and_hms_opt(12, 0, 0)
+        .expect("noon")
+        .and_utc();
+    let clock = Arc::new(ManualClock::new(t0));
+    let a = Store::connect(&db.config(), clock.clone()).await.ok()?;
+    a.migrate().await.expect("migrate");
+    let b = Store::connect(&db.config(), clock.clone()).await.ok()?;
+    Some((db, clock, a, b))
+}
+
+/// A configuration with one rule on `schedule` (it selects a user nobody has, so each run
+/// plans nothing) and the regrant pass off.
+fn config(schedule: &str) -> Config {
+    let mut config = Config::default();
+    config.scheduler.regrant_schedule = String::new();
+    let rule: RuleConfig = toml::from_str(&format!(
+        "schedule = \"{schedule}\"\nwhen = {{ users = [\"nobody-has-this-name\"] }}\n\
+         actions = [\"deactivate\"]\n"
+    ))
+    .expect("rule");
+    config.rules.insert("nightly".into(), rule);
+    config
+}
+
+fn ran(round: &Round) -> Vec<(Job, chrono::DateTime<chrono::Utc>)> {
+    round
+        .ran
+        .iter()
+        .map(|r| {
+            assert!(r.outcome.is_ok(), "{:?}", r.outcome);
+            (r.job.clone(), r.tick)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_one_instance_runs_each_tick_and_the_standby_takes_over_when_it_stops() {
+    let Some((_db, clock, a_store, b_store)) = replicas(Backend::Postgres).await else {
+        return;
+    };
+    let config = config("* * * * *");
+    let a = Scheduler::new(&a_store, &config, "replica-a").expect("scheduler a");
+    let b = Scheduler::new(&b_store, &config, "replica-b").expect("scheduler b");
+    let t0 = clock.now();
+    let rule = Job::Rule("nightly".into());
+
+    // At start nothing is due: a schedule that never fired waits for its first tick.
+    let first = a.round().await.expect("round");
+    assert!(first.lease.is_some() && first.ran.is_empty(), "{first:?}");
+    let standby = b.round().await.expect("round");
+    assert!(
+        standby.lease.is_none() && standby.ran.is_empty(),
+        "{standby:?}"
+    );
+
+    // The next minute: the holder runs the tick once; the standby runs nothing.
+    clock.advance(Duration::seconds(61));
+    let tick = t0 + Duration::seconds(60);
+    assert_eq!(ran(&a.round().await.unwrap()), vec![(rule.clone(), tick)]);
+    assert!(b.round().await.unwrap().ran.is_empty());
+    assert!(a.round().await.unwrap().ran.is_empty(), "a tick runs once");
+    let epoch_a = a_store
+        .lease(idbridge::store::SCHEDULER_LEASE)
+        .await
+        .unwrap()
+        .expect("lease")
+        .epoch;
+
+    // The holder dies (stops renewing). Within the lease period the standby waits…
+    clock.advance(Duration::seconds(20));
+    assert!(b.round().await.unwrap().lease.is_none());
+    // …after it, it takes over with a new epoch and runs the tick that is due, once.
+    clock.advance(Duration::seconds(40)); // t0 + 121 s
+    let taken = b.round().await.unwrap();
+    let lease = taken.lease.clone().expect("the standby took over");
+    assert_eq!(lease.holder, "replica-b");
+    assert!(lease.epoch > epoch_a);
+    assert_eq!(
+        ran(&taken),
+        vec![(rule.clone(), t0 + Duration::seconds(120))]
+    );
+    // The old holder, back from the dead, neither gets the lease nor can claim a tick.
+    assert!(a.round().await.unwrap().lease.is_none());
+    let refused = a_store
+        .claim_tick(&rule.key(), t0 + Duration::seconds(180), epoch_a)
+        .await
+        .expect_err("a stale epoch claims nothing");
+    assert!(
+        matches!(refused, StoreError::Lease(LeaseError::StaleEpoch { .. })),
+        "{refused:?}"
+    );
+
+    // Ten minutes without any instance: the missed ticks fire once, at the latest.
+    clock.advance(Duration::minutes(10));
+    let late = b.round().await.unwrap();
+    assert_eq!(ran(&late), vec![(rule, t0 + Duration::seconds(720))]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_second_instance_is_refused_the_scheduler_with_the_holder_named() {
+    let Some((_db, _clock, a_store, b_store)) = replicas(Backend::Sqlite).await else {
+        return;
+    };
+    let config = config("*/5 * * * *");
+    let a = Scheduler::new(&a_store, &config, "first").expect("scheduler");
+    let b = Scheduler::new(&b_store, &config, "second").expect("scheduler");
+    assert!(a.round().await.unwrap().lease.is_some());
+    let refused = b.round().await.expect_err("the second instance is refused");
+    let text = refused.to_string();
+    assert!(
+        text.contains("another idbridge instance") && text.contains("first"),
+        "{text}"
+    );
+}
+
+#[test]
+fn every_schedule_is_checked_with_the_configuration_naming_its_key() {
+    let mut config = config("61 * * * *");
+    config.scheduler.timezone = Some("Mars/Olympus".into());
+    let problems = config.validate().expect_err("invalid").join("\n");
+    assert!(problems.contains("rules.nightly.schedule"), "{problems}");
+    assert!(problems.contains("scheduler.timezone"), "{problems}");
+    let fine = config_ok();
+    assert!(fine.validate().is_ok());
+}
+
+fn config_ok() -> Config {
+    let mut c = config("0 3 * * *");
+    c.scheduler.timezone = Some("Europe/Berlin".into());
+    c
+}
