@@ -103,6 +103,11 @@ pub struct PersonView {
     pub notified: BTreeMap<String, DateTime<Utc>>,
     /// Whether an earlier run still has unfinished actions for this account.
     pub pending_actions: bool,
+    /// When idbridge last gave this account its licence back (a confirmed regrant):
+    /// inactivity counts from it at the earliest, so a returner whose signal the activity
+    /// sources do not carry (a SCIM `active=true`) is not removed again at once.
+    #[serde(default)]
+    pub regranted_at: Option<DateTime<Utc>>,
 }
 
 /// What the planner knows about a source.

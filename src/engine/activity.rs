@@ -111,14 +111,19 @@ pub fn days_between(since: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
 }
 
 /// The moment inactivity counts from: the later of the last activity and the creation;
-/// with neither known, when idbridge first saw the account.
+/// with neither known, when idbridge first saw the account; never before the last regrant.
 pub fn inactive_since(p: &PersonView, now: DateTime<Utc>) -> DateTime<Utc> {
     let activity = last_activity(p, now).map(|s| s.at);
-    match (activity, created_at(p, now)) {
+    let since = match (activity, created_at(p, now)) {
         (Some(a), Some(c)) => a.max(c),
         (Some(a), None) => a,
         (None, Some(c)) => c,
         (None, None) => observed_since(p),
+    };
+    // A licence given back starts the count again.
+    match p.regranted_at.filter(|t| plausible(*t, now)) {
+        Some(r) => since.max(r),
+        None => since,
     }
 }
 
@@ -203,6 +208,7 @@ pub(crate) mod tests {
             absent_syncs: 0,
             notified: BTreeMap::new(),
             pending_actions: false,
+            regranted_at: None,
         }
     }
 
@@ -235,6 +241,20 @@ pub(crate) mod tests {
         let seen = last_activity(&p, now).expect("activity");
         assert_eq!(seen.at, at(2026, 7, 12));
         assert_eq!(seen.from.to_string(), "okta sign-in log");
+    }
+
+    #[test]
+    fn inactivity_counts_from_the_last_regrant_when_that_is_later() {
+        let now = at(2026, 11, 1);
+        let mut p = person("ann");
+        p.account.last_login_at = Some(at(2026, 3, 1));
+        let before = inactive_days(&p, now);
+        p.regranted_at = Some(at(2026, 10, 22));
+        assert_eq!(inactive_days(&p, now), 10);
+        assert!(before > 200, "{before}");
+        // An older regrant changes nothing.
+        p.regranted_at = Some(at(2026, 1, 1));
+        assert_eq!(inactive_days(&p, now), before);
     }
 
     #[test]

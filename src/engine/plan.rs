@@ -391,12 +391,7 @@ impl<'p> Facts<'p> {
         };
         let last = activity::last_activity(p, now);
         let created = activity::created_at(p, now);
-        let inactive_since = match (last.map(|s| s.at), created) {
-            (Some(a), Some(c)) => a.max(c),
-            (Some(a), None) => a,
-            (None, Some(c)) => c,
-            (None, None) => activity::observed_since(p),
-        };
+        let inactive_since = activity::inactive_since(p, now);
         let observed_days = activity::days_between(activity::observed_since(p), now);
         Self {
             identities,

@@ -120,6 +120,9 @@ const LINKS: &str = "select identity_id, account_id, method from links";
 const NOTIFIED: &str = "select a.account_id, a.rule, max(a.finished_at) as at from actions a \
      join runs r on r.id = a.run_id where a.kind = 'notify' and a.phase = 'confirmed' \
      and r.mode = 'enforce' group by a.account_id, a.rule";
+const REGRANTED: &str = "select a.account_id, max(a.finished_at) as at from actions a \
+     join runs r on r.id = a.run_id where r.kind = 'regrant' and r.mode = 'enforce' \
+     and a.phase = 'confirmed' group by a.account_id";
 const PENDING: &str = "select distinct a.account_id from actions a join runs r on r.id = a.run_id \
      where a.phase in ('planned', 'claimed', 'sent') \
      and r.status in ('planned', 'held', 'approved', 'running')";
@@ -137,6 +140,7 @@ struct Tables {
     licence_groups: Vec<(Uuid, String)>,
     links: Vec<(Uuid, Uuid, String)>,
     notified: Vec<(Uuid, String, Option<DateTime<Utc>>)>,
+    regranted: Vec<(Uuid, Option<DateTime<Utc>>)>,
     pending: Vec<Uuid>,
     /// Latest finished snapshot of each source and target, with its reason.
     summaries: Vec<super::SnapshotSummary>,
@@ -180,11 +184,12 @@ impl Store {
             all!(SOURCE_GROUPS),
             all!(SCIM_GROUPS),
         )?;
-        let (sign_ins, licence_groups, links, notified, pending) = tokio::try_join!(
+        let (sign_ins, licence_groups, links, notified, regranted, pending) = tokio::try_join!(
             all!(SIGN_INS),
             all!(TARGET_GROUPS),
             all!(LINKS),
             all!(NOTIFIED),
+            all!(REGRANTED),
             scalars!(PENDING),
         )?;
         let summaries = self.latest_snapshots().await?;
@@ -200,6 +205,7 @@ impl Store {
             licence_groups,
             links,
             notified,
+            regranted,
             pending,
             summaries,
         })
@@ -426,6 +432,11 @@ fn assemble(
             .or_default()
             .push((IdentityId(*identity), method.parse()?));
     }
+    let regranted: HashMap<Uuid, DateTime<Utc>> = t
+        .regranted
+        .iter()
+        .filter_map(|(account, at)| at.map(|at| (*account, at)))
+        .collect();
     let mut notified: HashMap<Uuid, BTreeMap<String, DateTime<Utc>>> = HashMap::new();
     for (account, rule, at) in t.notified {
         if let Some(at) = at {
@@ -589,6 +600,7 @@ fn assemble(
         people.push(PersonView {
             notified: notified.remove(&a.id).unwrap_or_default(),
             pending_actions: pending.contains(&a.id),
+            regranted_at: regranted.get(&a.id).copied(),
             account,
             identities,
             link,

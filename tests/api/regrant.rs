@@ -418,6 +418,18 @@ async fn a_scim_push_of_active_true_gives_bob_his_licence_back(backend: Backend)
     .await
     .unwrap();
     assert!(again.plan.actions.is_empty(), "{:#?}", again.plan);
+    // The next inactivity pass, on a fresh inventory (bob licensed again, his Confluence
+    // login still 200 days old, the push no sign-in): inactivity counts from the regrant,
+    // so bob is not removed again.
+    inventory_with_logins(store, &config, &logins).await;
+    let next = run::preview(store, &config, &opts("ops"), scim.app.clock.now())
+        .await
+        .unwrap();
+    assert!(
+        !next.enforce.actions.iter().any(|a| a.username == "bob"),
+        "{:#?}",
+        next.enforce.actions
+    );
     w.stop().await;
 }
 
