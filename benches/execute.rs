@@ -5,7 +5,8 @@
 //! limited to 50 requests per second (`BENCH_RATE_ACTIONS`, default 150; goal ≥ 90 % of the
 //! limit, zero failed actions). Every action reads the account and its groups, stores its
 //! pre-image, writes and confirms, so each counts several requests: both requests/s and
-//! actions/s are printed. Run with `cargo bench --bench execute`; prints Markdown rows.
+//! actions/s are printed. `BENCH_CONCURRENCY` sets the executor's concurrency for the
+//! unlimited runs (default 16). Run with `cargo bench --bench execute`; prints Markdown rows.
 
 mod common;
 
@@ -167,7 +168,11 @@ async fn bench(backend: &str, url: &str, n: usize, rate_limit: Option<u64>) -> S
         .expect("run");
     let targets = BTreeMap::from([(target, connector)]);
     let exec = ExecutorConfig {
-        concurrency: if rate_limit.is_some() { 4 } else { 16 },
+        concurrency: if rate_limit.is_some() {
+            4
+        } else {
+            env_or("BENCH_CONCURRENCY", 16)
+        },
         ..ExecutorConfig::default()
     };
     let opts = ExecuteOptions {
@@ -186,9 +191,10 @@ async fn bench(backend: &str, url: &str, n: usize, rate_limit: Option<u64>) -> S
     let failed = report.count(ActionPhase::Failed) + report.count(ActionPhase::Poisoned);
     store.close().await;
     sim.stop().await;
-    let limit = rate_limit.map_or("no rate limit".to_owned(), |l| {
-        format!("limited to {l} req/s")
-    });
+    let limit = rate_limit.map_or(
+        format!("no rate limit, concurrency {}", exec.concurrency),
+        |l| format!("limited to {l} req/s"),
+    );
     format!(
         "| deactivate, {backend}, {limit} | {done} | {requests} | {secs:.1} | {:.0} | {:.1} | {failed} |",
         done as f64 / secs,
