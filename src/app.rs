@@ -189,7 +189,7 @@ impl App {
     }
 }
 
-/// Starts the scheduler (when `scheduler.enabled`) and the executor loop, which stop when
+/// Starts the scheduler and the executor loop (when `scheduler.enabled`), which stop when
 /// `shutdown` is cancelled.
 fn background(
     store: &Store,
@@ -202,26 +202,29 @@ fn background(
         std::process::id(),
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let mut tasks = Vec::new();
-    if config.scheduler.enabled {
+    if !config.scheduler.enabled {
+        tracing::info!("scheduler.enabled is off: no schedules, no background executor");
+        return Vec::new();
+    }
+    let scheduler = {
         let (store, config, token, holder) = (
             store.clone(),
             config.clone(),
             shutdown.clone(),
             holder.clone(),
         );
-        tasks.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             match crate::engine::scheduler::Scheduler::new(&store, &config, &holder) {
                 Ok(scheduler) => scheduler.run(token).await,
                 Err(e) => tracing::error!(error = %e, "the scheduler does not start"),
             }
-        }));
-    }
+        })
+    };
     let (store, config, token) = (store.clone(), config.clone(), shutdown.clone());
-    tasks.push(tokio::spawn(async move {
+    let executor = tokio::spawn(async move {
         crate::engine::scheduler::executor_loop(&store, &config, &holder, token).await;
-    }));
-    tasks
+    });
+    vec![scheduler, executor]
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

@@ -250,7 +250,7 @@ impl Default for ExecutorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulerConfig {
-    /// Whether `serve` runs the schedules at all (executors run regardless).
+    /// Whether `serve` runs the schedules and carries out stored actions in the background.
     pub enabled: bool,
     /// The zone schedules are read in; default: `planner.timezone`.
     pub timezone: Option<String>,

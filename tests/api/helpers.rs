@@ -238,9 +238,13 @@ impl TestAppBuilder {
 impl TestApp {
     /// Starts building an app on `backend`.
     pub fn builder(backend: Backend) -> TestAppBuilder {
+        // No background scheduler or executor: tests drive the engine themselves and would
+        // race with it (a test that wants them turns `scheduler.enabled` back on).
+        let mut config = Config::default();
+        config.scheduler.enabled = false;
         TestAppBuilder {
             backend,
-            config: Config::default(),
+            config,
             database: None,
             database_url: None,
             routes: Router::new(),

@@ -153,3 +153,56 @@ fn config_ok() -> Config {
     c.scheduler.timezone = Some("Europe/Berlin".into());
     c
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_a_scheduled_rule_when_its_tick_comes_and_gives_the_lease_up_on_shutdown() {
+    let base = config("* * * * *");
+    let Some(app) = crate::helpers::TestApp::builder(Backend::Sqlite)
+        .config(|c| {
+            c.rules = base.rules.clone();
+            c.scheduler.enabled = true;
+            c.scheduler.lease_ttl_secs = 3;
+            c.scheduler.regrant_schedule = String::new();
+        })
+        .spawn()
+        .await
+    else {
+        return;
+    };
+    let store = app.store.clone();
+    let job = Job::Rule("nightly".into()).key();
+    // The scheduler takes the lease; nothing is due before the next minute.
+    let mut held = None;
+    for _ in 0..50 {
+        held = store.lease(idbridge::store::SCHEDULER_LEASE).await.unwrap();
+        if held.as_ref().is_some_and(|l| l.is_live(app.clock.now())) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(held.is_some(), "the scheduler never took the lease");
+    assert_eq!(store.last_fired(&job).await.unwrap(), None);
+    app.clock.advance(Duration::seconds(61));
+    let mut fired = None;
+    for _ in 0..60 {
+        fired = store.last_fired(&job).await.unwrap();
+        if fired.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(fired.is_some(), "the rule's tick never ran");
+    let clock = app.clock.clone();
+    let (result, db) = app.stop().await;
+    result.expect("clean stop");
+    // Shutdown gave the lease up: it is no longer live.
+    let after = Store::connect(&db.config(), clock.clone())
+        .await
+        .expect("connect");
+    let lease = after
+        .lease(idbridge::store::SCHEDULER_LEASE)
+        .await
+        .unwrap()
+        .expect("lease row");
+    assert!(!lease.is_live(clock.now()), "{lease:?}");
+}
