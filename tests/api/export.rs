@@ -11,10 +11,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use idbridge::clock::ManualClock;
 use idbridge::domain::{
-    AccountId, ActionKind, IdentityStatus, NewAccount, NewIdentity, PlannedAction, Reason,
-    RuleMode, RunId, RunStatus, SnapshotStatus, SourceKind, TargetGroup, TargetId, TargetKind,
+    AccountId, ActionKind, ActionPhase, IdentityStatus, NewAccount, NewIdentity, PlannedAction,
+    Reason, RuleMode, RunId, RunStatus, SnapshotStatus, SourceKind, TargetGroup, TargetId,
+    TargetKind,
 };
-use idbridge::store::{NewAuditEntry, NewRun, NewSourceGroup, RunKind, Store};
+use idbridge::store::{NewAuditEntry, NewRun, NewSourceGroup, PhaseChange, RunKind, Store};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestDb, binary, on_both_backends};
@@ -219,12 +220,6 @@ async fn world(backend: Backend) -> Option<World> {
         .unwrap();
     assert_eq!(claimed.len(), 1);
     let pre = json!({ "groups": ["confluence-users", "team-a"] });
-    assert!(
-        store
-            .mark_sent(claimed[0].id, "exec-1", &pre)
-            .await
-            .unwrap()
-    );
     let post = json!({ "groups": ["confluence-users"] });
     let audit = NewAuditEntry {
         actor: "engine".into(),
@@ -233,12 +228,24 @@ async fn world(backend: Backend) -> Option<World> {
         subject_id: Some(ids["alice"].to_string()),
         detail: json!({}),
     };
-    assert!(
-        store
-            .mark_confirmed(claimed[0].id, "exec-1", &post, &audit)
-            .await
-            .unwrap()
-    );
+    let id = claimed[0].id;
+    let recorded = store
+        .record_phases(
+            "exec-1",
+            &[
+                PhaseChange::Sent { id, pre_image: pre },
+                PhaseChange::Finished {
+                    id,
+                    phase: ActionPhase::Confirmed,
+                    post_image: Some(post),
+                    error: None,
+                    audit,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(recorded, vec![true, true]);
     assert_eq!(
         store.finish_run_if_done(done_run).await.unwrap(),
         Some(RunStatus::Succeeded)
