@@ -9,7 +9,7 @@ use super::UsageError;
 use crate::config::{Config, SourceConfig};
 use crate::domain::SourceKind;
 use crate::engine::sources::{
-    SourceSyncOptions, SourceSyncReport, sync_source, sync_source_changes,
+    SourceSyncReport, configured_source, sync_source, sync_source_changes,
 };
 use crate::sources::{Source, SourceCheck, SourceConnector};
 use crate::store::Store;
@@ -97,12 +97,7 @@ pub(super) async fn sync(
     incremental: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    let record = store
-        .ensure_source(name, cfg.kind)
-        .await
-        .context("cannot record the source")?;
-    let connector = SourceConnector::from_config(name, cfg)?.with_clock(store.clock.clone());
-    let opts = SourceSyncOptions::from_config(cfg);
+    let (record, connector, opts) = configured_source(store, name, cfg).await?;
     if incremental {
         match sync_source_changes(store, &record, &connector, &opts).await? {
             Some(r) => {

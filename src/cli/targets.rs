@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::UsageError;
 use crate::config::{Config, TargetConfig};
-use crate::engine::inventory::{InventoryOptions, InventoryReport, sync_target};
+use crate::engine::inventory::{InventoryReport, sync_configured_target};
 use crate::store::Store;
 use crate::targets::{Capability, Connector, LicenceUsage, Probe, Support, Target};
 
@@ -146,15 +146,7 @@ pub(super) async fn sync(
     cfg: &TargetConfig,
     json: bool,
 ) -> anyhow::Result<()> {
-    let record = store
-        .ensure_target(name, cfg.kind, &cfg.base_url)
-        .await
-        .context("cannot record the target")?;
-    let connector = Connector::new(name, cfg)?;
-    let opts = InventoryOptions::for_target(cfg)
-        .await
-        .with_context(|| format!("targets.{name}.last_login_database"))?;
-    let report = sync_target(store, &record, &connector, &opts).await?;
+    let report = sync_configured_target(store, name, cfg).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

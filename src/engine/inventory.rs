@@ -74,6 +74,43 @@ impl InventoryReport {
 pub enum InventoryError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The configured target's connector cannot be built.
+    #[error("target `{name}`: {source}")]
+    Connector {
+        name: String,
+        #[source]
+        source: TargetError,
+    },
+    /// Confluence's own database (for last logins) cannot be read.
+    #[error("targets.{name}.last_login_database: {source}")]
+    LastLogins {
+        name: String,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// The inventory of configured target `name`, end to end: records the target, builds its
+/// connector and options (last logins from Confluence's database when configured), reads it.
+pub async fn sync_configured_target(
+    store: &Store,
+    name: &str,
+    cfg: &crate::config::TargetConfig,
+) -> Result<InventoryReport, InventoryError> {
+    let record = store.ensure_target(name, cfg.kind, &cfg.base_url).await?;
+    let connector =
+        crate::targets::Connector::new(name, cfg).map_err(|source| InventoryError::Connector {
+            name: name.to_owned(),
+            source,
+        })?;
+    let opts =
+        InventoryOptions::for_target(cfg)
+            .await
+            .map_err(|source| InventoryError::LastLogins {
+                name: name.to_owned(),
+                source,
+            })?;
+    sync_target(store, &record, &connector, &opts).await
 }
 
 impl InventoryOptions {

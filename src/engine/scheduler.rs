@@ -21,12 +21,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::domain::SourceKind;
 use crate::domain::schedule::Schedule;
-use crate::engine::inventory::{InventoryOptions, sync_target};
+use crate::engine::inventory::sync_configured_target;
 use crate::engine::run::{self, RunOptions};
-use crate::engine::sources::{SourceSyncOptions, sync_source};
-use crate::sources::SourceConnector;
+use crate::engine::sources::{configured_source, sync_source};
 use crate::store::{Lease, Store, StoreError};
-use crate::targets::Connector;
 
 /// What a scheduled job does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -258,21 +256,12 @@ impl<'a> Scheduler<'a> {
                     .sources
                     .get(name)
                     .ok_or_else(|| format!("source `{name}` is not configured"))?;
-                let record = store
-                    .ensure_source(name, cfg.kind)
+                let (record, connector, opts) = configured_source(store, name, cfg)
                     .await
                     .map_err(|e| e.to_string())?;
-                let connector = SourceConnector::from_config(name, cfg)
-                    .map_err(|e| e.to_string())?
-                    .with_clock(store.clock.clone());
-                let report = sync_source(
-                    store,
-                    &record,
-                    &connector,
-                    &SourceSyncOptions::from_config(cfg),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+                let report = sync_source(store, &record, &connector, &opts)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok(format!(
                     "snapshot {}: {} people",
                     report.snapshot.status.as_str(),
@@ -285,15 +274,7 @@ impl<'a> Scheduler<'a> {
                     .targets
                     .get(name)
                     .ok_or_else(|| format!("target `{name}` is not configured"))?;
-                let record = store
-                    .ensure_target(name, cfg.kind, &cfg.base_url)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let connector = Connector::new(name, cfg).map_err(|e| e.to_string())?;
-                let opts = InventoryOptions::for_target(cfg)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let report = sync_target(store, &record, &connector, &opts)
+                let report = sync_configured_target(store, name, cfg)
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(format!(

@@ -109,6 +109,37 @@ pub struct SignInReport {
 pub enum SourceSyncError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The configured source's connector cannot be built.
+    #[error("source `{name}`: {source}")]
+    Connector {
+        name: String,
+        #[source]
+        source: SourceError,
+    },
+}
+
+/// What syncing configured source `name` takes: its record, its connector (reading "now" from
+/// the store's clock) and its options.
+pub async fn configured_source(
+    store: &Store,
+    name: &str,
+    cfg: &crate::config::SourceConfig,
+) -> Result<
+    (
+        SourceRecord,
+        crate::sources::SourceConnector,
+        SourceSyncOptions,
+    ),
+    SourceSyncError,
+> {
+    let record = store.ensure_source(name, cfg.kind).await?;
+    let connector = crate::sources::SourceConnector::from_config(name, cfg)
+        .map_err(|source| SourceSyncError::Connector {
+            name: name.to_owned(),
+            source,
+        })?
+        .with_clock(store.clock.clone());
+    Ok((record, connector, SourceSyncOptions::from_config(cfg)))
 }
 
 /// What the record of `i` stores: the fields idbridge links and decides on as columns, the
