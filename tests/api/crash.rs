@@ -16,7 +16,8 @@ use crate::helpers::{Backend, binary, on_both_backends};
 
 const USERS: usize = 20;
 
-fn config_file(env: &Env, dir: &tempfile::TempDir) -> std::path::PathBuf {
+/// A configuration file pointing idbridge at the test database and the DC simulator.
+pub(crate) fn config_file(env: &Env, dir: &tempfile::TempDir) -> std::path::PathBuf {
     let path = dir.path().join("idbridge.toml");
     std::fs::write(
         &path,

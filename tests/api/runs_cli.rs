@@ -7,24 +7,9 @@ use std::process::Output;
 use idbridge::domain::RuleMode;
 use serde_json::Value;
 
+use crate::crash::config_file;
 use crate::execute::{Env, env, leaver_ladder};
 use crate::helpers::{Backend, binary, on_both_backends};
-
-fn config_file(env: &Env, dir: &tempfile::TempDir) -> std::path::PathBuf {
-    let path = dir.path().join("idbridge.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[database]\nurl = \"{}\"\n\n\
-             [targets.wiki]\nkind = \"confluence_dc\"\nbase_url = \"{}\"\nusername = \"{}\"\n",
-            env.db.url,
-            env.sim.base_url(),
-            env.sim.admin_user(),
-        ),
-    )
-    .expect("write config");
-    path
-}
 
 fn idbridge(env: &Env, config: &std::path::Path, args: &[&str]) -> Output {
     binary()
