@@ -332,34 +332,45 @@ pub async fn executor_loop(
     shutdown: CancellationToken,
 ) {
     let every = Duration::from_secs(config.scheduler.executor_interval_secs.max(1));
+    let pause = || async {
+        tokio::select! {
+            () = shutdown.cancelled() => false,
+            () = tokio::time::sleep(every) => true,
+        }
+    };
+    // The connectors (and their probe caches) are built once, not on every pass.
+    let (targets, admin_groups) = loop {
+        match run::connectors(store, config).await {
+            Ok(built) => break built,
+            Err(e) => tracing::warn!(error = %e, "executor cannot build the target connectors"),
+        }
+        if !pause().await {
+            return;
+        }
+    };
+    let opts = crate::engine::execute::ExecuteOptions {
+        run: None,
+        executor_id: format!("{holder}-executor"),
+        admin_groups,
+    };
     loop {
-        let pass = async {
-            let (targets, admin_groups) = run::connectors(store, config).await?;
-            let opts = crate::engine::execute::ExecuteOptions {
-                run: None,
-                executor_id: format!("{holder}-executor"),
-                admin_groups,
-            };
-            crate::engine::execute::execute(
-                store,
-                &targets,
-                &crate::engine::execute::RecordingNotifier,
-                &config.executor,
-                &opts,
-            )
-            .await
-            .map_err(run::RunError::from)
-        };
-        match pass.await {
+        let pass = crate::engine::execute::execute(
+            store,
+            &targets,
+            &crate::engine::execute::RecordingNotifier,
+            &config.executor,
+            &opts,
+        )
+        .await;
+        match pass {
             Ok(report) if report.claimed > 0 => {
                 tracing::info!(claimed = report.claimed, phases = ?report.phases, "executor pass")
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "executor pass failed"),
         }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+        if !pause().await {
+            return;
         }
     }
 }
