@@ -15,6 +15,8 @@
 //! - [`http`]: axum routers and middleware: health, readiness, metrics, SCIM.
 //! - [`scim`]: SCIM 2.0 as a protocol (schemas, filters, PATCH, discovery); no I/O.
 //! - [`targets`]: Confluence Data Center and Cloud connectors behind the `Target` trait.
+//! - [`demo`]: the loop `idbridge demo` shows (simulators, example rules, sync → plan →
+//!   enforce → licence back), shared by the command and its benchmark.
 //! - [`sim`]: wire-faithful simulators of Confluence DC (+ Crowd) and Atlassian Cloud.
 
 pub mod app;
@@ -22,6 +24,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod engine;
 pub mod failpoint;

@@ -12,12 +12,13 @@ use clap::{Parser, Subcommand};
 use crate::app::{self, App};
 use crate::auth::{self, ScimToken, TokenLifetime, TokenStatus};
 use crate::clock::{Clock, SharedClock, SystemClock};
-use crate::config::{self, Config, DatabaseUrl};
+use crate::config::{self, Config};
 use crate::domain::SourceKind;
 use crate::store::Store;
 use crate::telemetry;
 
 mod audit;
+mod demo;
 mod engine;
 mod execute;
 mod export;
@@ -46,14 +47,23 @@ pub struct Cli {
 pub enum Command {
     /// Run the service: HTTP API, health, readiness and metrics.
     Serve,
-    /// Run the service on an embedded SQLite database with built-in defaults; ignores --config.
+    /// The whole loop on simulated Okta and Confluence DC and an embedded SQLite file: sync a
+    /// seeded company, show the dry-run plan, enforce it, give a returner the licence back,
+    /// then keep running until Ctrl-C. Ignores --config.
     Demo {
-        /// Address to listen on.
+        /// Address idbridge listens on once the loop has run.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// SQLite file to keep the demo's state in (created if missing).
+        /// SQLite file for the demo's state; replaced on every start (a file at this path
+        /// that is not a SQLite database is refused).
         #[arg(long, default_value = "idbridge-demo.db")]
         database: PathBuf,
+        /// People in the seeded company (20 to 100000).
+        #[arg(long, default_value_t = 3000)]
+        people: usize,
+        /// Stop after the loop instead of serving.
+        #[arg(long)]
+        once: bool,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -397,21 +407,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logs(&config)?;
             serve(config).await
         }
-        Command::Demo { listen, database } => {
-            let mut config = Config::default();
-            config.server.listen = listen;
-            config.database.url = DatabaseUrl::new(format!("sqlite://{}", database.display()));
-            init_logs(&config)?;
-            println!("idbridge demo: state in {}", database.display());
-            let sim = demo_target(&mut config).await?;
-            println!("  confluence (simulated DC 9.3): {}", sim.base_url());
-            println!("  health:    http://{listen}/healthz");
-            println!("  readiness: http://{listen}/readyz");
-            println!("  metrics:   http://{listen}/metrics");
-            println!("press Ctrl-C to stop");
-            let result = serve(config).await;
-            sim.stop().await;
-            result
+        Command::Demo {
+            listen,
+            database,
+            people,
+            once,
+        } => {
+            demo::run(demo::DemoArgs {
+                listen,
+                database,
+                people,
+                once,
+            })
+            .await
         }
         Command::Targets { ref command } => {
             let config = load(&cli)?;
@@ -630,31 +638,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
-}
-
-/// Starts the demo's simulated Confluence, configures it as target `wiki` and reads its
-/// inventory into the demo's store, printing the licence report.
-async fn demo_target(config: &mut Config) -> anyhow::Result<crate::sim::confluence_dc::DcSim> {
-    use crate::sim::confluence_dc::{DcSimOptions, start};
-    let sim = start(
-        DcSimOptions {
-            users: 2_000,
-            remote_api: true,
-            ..DcSimOptions::default()
-        },
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )
-    .await
-    .context("cannot start the simulated Confluence")?;
-    let mut target =
-        config::TargetConfig::new(crate::domain::TargetKind::ConfluenceDc, sim.base_url());
-    target.token = Some(config::Secret::new(sim.pat()));
-    config.targets.insert("wiki".into(), target.clone());
-    let (store, _clock) = open_store(config).await?;
-    let result = targets::sync(&store, "wiki", &target, false).await;
-    store.close().await;
-    result?;
-    Ok(sim)
 }
 
 /// Connects to the configured database, with the audit key, and brings its schema up to date

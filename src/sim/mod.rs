@@ -6,6 +6,7 @@
 
 pub mod atlassian_cloud;
 pub mod common;
+pub mod company;
 pub mod confluence_dc;
 pub mod entra;
 pub mod google;

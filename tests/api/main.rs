@@ -5,6 +5,7 @@ mod helpers;
 mod audit;
 mod cli;
 mod crash;
+mod demo;
 mod engine_criteria;
 mod engine_e2e;
 mod engine_world;

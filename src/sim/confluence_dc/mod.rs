@@ -776,6 +776,14 @@ impl DcSim {
         self.sim.write().create_group(name).map_err(|f| f.message())
     }
 
+    /// Whether a group of this name (case-insensitive) exists.
+    pub fn has_group(&self, name: &str) -> bool {
+        self.sim
+            .read()
+            .groups
+            .contains_key(&name.trim().to_lowercase())
+    }
+
     /// Adds a user in the first writable directory, created `created` and last seen logging
     /// in at `last_login` (if ever), in `groups`; returns its key, or why it cannot.
     pub fn add_user(
