@@ -43,14 +43,20 @@ fn main() {
     println!("| run | people | start + seed s | sync s | plan s | enforce s | loop s | actions |");
     println!("|---|---|---|---|---|---|---|---|");
     for i in 0..runs {
-        let url = format!("sqlite://{}", dir.path().join(format!("loop{i}.db")).display());
+        let url = format!(
+            "sqlite://{}",
+            dir.path().join(format!("loop{i}.db")).display()
+        );
         rt.block_on(demo_loop("SQLite", &url, people));
     }
     if let Some(admin) = postgres_admin() {
         let name = "idbridge_bench_demo";
         let url = fresh_database(&admin, name);
         rt.block_on(demo_loop("PostgreSQL", &url, people));
-        psql(&admin, &format!("drop database if exists {name} with (force)"));
+        psql(
+            &admin,
+            &format!("drop database if exists {name} with (force)"),
+        );
     }
     println!();
     let url = format!("sqlite://{}", dir.path().join("serve.db").display());

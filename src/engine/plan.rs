@@ -554,7 +554,11 @@ impl<'a> Ctx<'a> {
         } else if p.account.admin {
             Some("Confluence administrator: protected".into())
         } else if p.pending_actions {
-            Some("an earlier run is still working on this account".into())
+            Some(
+                "an earlier run is working on this account, or changed it since the latest \
+                 complete inventory (the next inventory shows the change)"
+                    .into(),
+            )
         } else {
             None
         }

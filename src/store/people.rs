@@ -123,9 +123,18 @@ const NOTIFIED: &str = "select a.account_id, a.rule, max(a.finished_at) as at fr
 const REGRANTED: &str = "select a.account_id, max(a.finished_at) as at from actions a \
      join runs r on r.id = a.run_id where r.kind = 'regrant' and r.mode = 'enforce' \
      and a.phase = 'confirmed' group by a.account_id";
-const PENDING: &str = "select distinct a.account_id from actions a join runs r on r.id = a.run_id \
-     where a.phase in ('planned', 'claimed', 'sent') \
-     and r.status in ('planned', 'held', 'approved', 'running')";
+/// Accounts an unfinished run is still working on, and accounts an enforced run changed
+/// since their target's latest complete inventory began: the stored account shows the state
+/// before that change until an inventory reads it again, so planning from it would plan the
+/// change twice.
+const PENDING: &str = "with inventoried as (select target_id, max(started_at) as at from snapshots \
+     where target_id is not null and status = 'complete' group by target_id) \
+     select distinct a.account_id from actions a join runs r on r.id = a.run_id \
+     left join inventoried i on i.target_id = a.target_id \
+     where (a.phase in ('planned', 'claimed', 'sent') \
+     and r.status in ('planned', 'held', 'approved', 'running')) \
+     or (a.phase = 'confirmed' and r.mode = 'enforce' and a.kind <> 'notify' \
+     and (i.at is null or a.finished_at >= i.at))";
 
 /// The raw tables, as read.
 struct Tables {

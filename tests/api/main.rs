@@ -11,6 +11,7 @@ mod engine_e2e;
 mod engine_world;
 mod execute;
 mod export;
+mod ha;
 mod health;
 mod inventory;
 mod lease;
