@@ -47,3 +47,4 @@ mod target_confluence_cloud;
 mod target_confluence_dc;
 mod targets_cli;
 mod tokens;
+mod undo;
