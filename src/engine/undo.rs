@@ -886,4 +886,29 @@ mod tests {
         assert_eq!(e[0].cause(), Cause::Leaver);
         assert_eq!(e[0].removed_at, at(2026, 10, 1));
     }
+
+    #[test]
+    fn a_person_is_named_by_username_now_username_before_or_email_on_one_target() {
+        let bob = removed("bob");
+        let mut other = person("carol");
+        other.account.target = "cloud".into();
+        other.account.email = Some("Bob@Example.com".into());
+        let people = [bob.clone(), other.clone()];
+        let e = episode(&bob, "bob", Cause::Inactivity);
+        let episodes = HashMap::from([(bob.account.id, &e)]);
+        let ids = |who: &str, target: Option<&str>| -> Vec<AccountId> {
+            named(&people, &episodes, who, target)
+                .iter()
+                .map(|p| p.account.id)
+                .collect()
+        };
+        assert_eq!(ids("bob_INACTIVE", None), [bob.account.id]);
+        assert_eq!(ids(" Bob ", None), [bob.account.id]);
+        assert_eq!(
+            ids("bob@example.com", None),
+            [bob.account.id, other.account.id]
+        );
+        assert_eq!(ids("bob@example.com", Some("cloud")), [other.account.id]);
+        assert!(ids("nobody", None).is_empty());
+    }
 }
