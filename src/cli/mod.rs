@@ -27,6 +27,7 @@ mod runs;
 mod sim;
 mod sources;
 mod targets;
+mod undo;
 
 pub use audit::AuditCommand;
 
@@ -160,6 +161,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Put accounts back the way they were before a run or a person's latest removal
+    /// (groups, active flag, name), as a run through the same budgets and executor.
+    Undo(undo::UndoArgs),
     /// Carry out the stored runs' planned actions (or one run's) until none is left to claim.
     /// Exits non-zero when any action failed or was poisoned.
     Execute {
@@ -547,6 +551,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logs(&config)?;
             let (store, clock) = open_store(&config).await?;
             let result = regrant::run(&store, &clock, &config, dry_run, json).await;
+            store.close().await;
+            result
+        }
+        Command::Undo(ref args) => {
+            let config = load(&cli)?;
+            init_logs(&config)?;
+            let (store, clock) = open_store(&config).await?;
+            let result = undo::run(&store, &clock, &config, args).await;
             store.close().await;
             result
         }

@@ -20,3 +20,4 @@ pub mod run;
 pub mod safety;
 pub mod scheduler;
 pub mod sources;
+pub mod undo;

@@ -44,7 +44,7 @@ use crate::engine::execute::ExecReport;
 use crate::engine::link;
 use crate::engine::run::{self, RunError};
 use crate::engine::safety;
-use crate::store::{AlertKind, NewRun, RemovalEpisode, RunKind, Store, StoreError};
+use crate::store::{AlertKind, NewRun, PreImage, RemovalEpisode, RunKind, Store, StoreError};
 use crate::targets::LicenceUsage;
 
 /// The rule name regrant actions carry, and the actor of their audit entries' alerts.
@@ -195,6 +195,55 @@ fn eq_ci(a: &str, b: &str) -> bool {
     a.to_lowercase() == b.to_lowercase()
 }
 
+/// What bringing an account back to a pre-image takes, from its current state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Restore {
+    /// Reactivate (when the pre-image was active and the account is not), add every
+    /// pre-image group it lacks (sorted, case-insensitively once), rename back: in that
+    /// order. Nothing is ever removed.
+    pub kinds: Vec<ActionKind>,
+    /// The pre-image's username is now another account's: no rename is planned.
+    pub name_taken: bool,
+}
+
+/// The actions that restore `pre` on an account that is now `username`, `active` and in
+/// `groups`; `taken(name)` says whether another account holds `name` now (pure).
+pub fn restore_actions(
+    pre: &PreImage,
+    username: &str,
+    active: bool,
+    groups: &[String],
+    taken: impl Fn(&str) -> bool,
+) -> Restore {
+    let mut out = Restore::default();
+    if pre.active && !active {
+        out.kinds.push(ActionKind::Reactivate);
+    }
+    let mut missing: Vec<&String> = pre
+        .groups
+        .iter()
+        .filter(|g| !groups.iter().any(|h| eq_ci(h, g)))
+        .collect();
+    missing.sort();
+    missing.dedup_by(|a, b| eq_ci(a, b));
+    out.kinds.extend(
+        missing
+            .into_iter()
+            .map(|g| ActionKind::AddToGroup { group: g.clone() }),
+    );
+    if !eq_ci(username, &pre.username) {
+        if taken(&pre.username) {
+            out.name_taken = true;
+        } else {
+            out.kinds.push(ActionKind::Rename {
+                from: username.to_owned(),
+                to: pre.username.clone(),
+            });
+        }
+    }
+    out
+}
+
 /// One person who is due a regrant, before seats are weighed.
 struct Due<'a> {
     person: &'a PersonView,
@@ -326,39 +375,26 @@ pub fn plan_regrants(input: &RegrantInput<'_>) -> RegrantPlan {
             ));
             continue;
         };
-        let mut kinds = Vec::new();
-        if pre.active && !p.account.active {
-            kinds.push(ActionKind::Reactivate);
-        }
-        let mut missing: Vec<&String> = pre
-            .groups
-            .iter()
-            .filter(|g| !p.account.groups.iter().any(|h| eq_ci(h, g)))
-            .collect();
-        missing.sort();
-        missing.dedup_by(|a, b| eq_ci(a, b));
-        kinds.extend(
-            missing
-                .into_iter()
-                .map(|g| ActionKind::AddToGroup { group: g.clone() }),
+        let restore = restore_actions(
+            pre,
+            &p.account.username,
+            p.account.active,
+            &p.account.groups,
+            |name| {
+                taken
+                    .get(p.account.target.as_str())
+                    .is_some_and(|t| t.contains(&name.to_lowercase()))
+            },
         );
-        if !eq_ci(&p.account.username, &pre.username) {
-            let clash = taken
-                .get(p.account.target.as_str())
-                .is_some_and(|t| t.contains(&pre.username.to_lowercase()));
-            if clash {
-                plan.notes.push(format!(
-                    "{who}: the username `{}` it had is now taken by another account: not \
-                     regranted, a person must look at it",
-                    pre.username
-                ));
-                continue;
-            }
-            kinds.push(ActionKind::Rename {
-                from: p.account.username.clone(),
-                to: pre.username.clone(),
-            });
+        if restore.name_taken {
+            plan.notes.push(format!(
+                "{who}: the username `{}` it had is now taken by another account: not \
+                 regranted, a person must look at it",
+                pre.username
+            ));
+            continue;
         }
+        let kinds = restore.kinds;
         if kinds.is_empty() {
             continue;
         }

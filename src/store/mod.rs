@@ -34,6 +34,7 @@ mod snapshots;
 mod source_sync;
 mod sources;
 mod targets;
+mod undo;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -58,6 +59,7 @@ pub use runs::{ActionRecord, NewRun, PhaseChange, RunKind, RunRecord};
 pub use scim::{GroupRef, Member, MemberKind, ScimKind, ScimQuery, ScimRecord};
 pub use snapshots::SnapshotSummary;
 pub use source_sync::{NewSignIn, NewSourceGroup, Stream};
+pub use undo::LatestImage;
 
 use crate::clock::SharedClock;
 use crate::config::{DatabaseBackend, DatabaseConfig};

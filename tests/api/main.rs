@@ -49,3 +49,4 @@ mod target_confluence_cloud;
 mod target_confluence_dc;
 mod targets_cli;
 mod tokens;
+mod undo;
