@@ -47,7 +47,7 @@ use crate::engine::link;
 use crate::engine::plan::{self, PlanInput};
 use crate::engine::run::{self, LinkSummary, Preview, RunError, RunSummary};
 use crate::engine::safety::{self, BudgetHistory, BudgetInput};
-use crate::store::{NewRun, RunKind, Store, StoreError};
+use crate::store::{NewAuditEntry, NewRun, RunKind, Store, StoreError};
 
 /// Longest filter expression accepted, in bytes.
 pub const MAX_FILTER_BYTES: usize = 4 * 1024;
@@ -1212,6 +1212,24 @@ pub async fn bulk(
         )
         .await?;
     tracing::info!(run = %id, status = status.as_str(), actions = plan.actions.len(), "bulk run stored");
+    // What was asked for, in words: the run itself only names the synthetic rule.
+    store
+        .record_audit(&NewAuditEntry {
+            actor: opts.principal.clone(),
+            action: "bulk.applied".into(),
+            subject_kind: Some("run".into()),
+            subject_id: Some(id.to_string()),
+            detail: serde_json::json!({
+                "rule": rule.name,
+                "selection": describe_criteria(&rule.criteria),
+                "actions": rule.actions,
+                "targets": rule.targets,
+                "listed": outcome.listed.as_ref().map(|l| l.names),
+                "unknown_names": outcome.listed.as_ref().map(|l| l.unknown.len()),
+                "status": status.as_str(),
+            }),
+        })
+        .await?;
     let executed = if status == RunStatus::Planned && opts.execute {
         Some(run::execute_run(store, config, id).await?)
     } else {

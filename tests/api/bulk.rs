@@ -222,6 +222,14 @@ async fn a_csv_of_names_reports_unknown_names_and_apply_carries_out_an_audited_b
             && e.detail["kind"] == "bulk"),
         "{entries:#?}"
     );
+    let asked = entries
+        .iter()
+        .find(|e| e.action == "bulk.applied")
+        .expect("the bulk request is audited");
+    assert_eq!(asked.actor, "ops");
+    assert_eq!(asked.subject_id.as_deref(), Some(run_id.as_str()));
+    assert_eq!(asked.detail["selection"], "user in (6 names)");
+    assert_eq!(asked.detail["unknown_names"], 2);
     let about: BTreeSet<&str> = entries
         .iter()
         .filter(|e| e.actor == format!("rule:{}", outcome.rule.name))
