@@ -92,7 +92,7 @@ pub(super) async fn approve(
 }
 
 /// Moves the audit checkpoint outside the database up to the newest entry, when configured.
-async fn checkpoint(store: &Store, config: &Config) -> anyhow::Result<()> {
+pub(super) async fn checkpoint(store: &Store, config: &Config) -> anyhow::Result<()> {
     if let (Some(key), Some(path)) = (store.audit_key(), &config.audit.checkpoint_file) {
         crate::engine::audit::write_checkpoint(store, key, path)
             .await
@@ -101,7 +101,7 @@ async fn checkpoint(store: &Store, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn render_preview(p: &Preview) -> String {
+pub(super) fn render_preview(p: &Preview) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -218,7 +218,7 @@ pub(super) fn describe(kind: &crate::domain::ActionKind) -> String {
     }
 }
 
-fn render_run(r: &RunSummary) -> String {
+pub(super) fn render_run(r: &RunSummary) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,

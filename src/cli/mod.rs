@@ -18,6 +18,7 @@ use crate::store::Store;
 use crate::telemetry;
 
 mod audit;
+mod bulk;
 mod demo;
 mod engine;
 mod execute;
@@ -171,6 +172,10 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         run: Option<String>,
     },
+    /// Ad-hoc bulk operation: select accounts by a filter expression and/or a CSV of names,
+    /// print the plan (stores nothing), and with --apply store it as a `bulk` run and carry
+    /// it out through the same safety budgets, approval and audit as the rules.
+    Bulk(bulk::BulkArgs),
     /// Export accounts, people (the joined view) or runs as CSV, a JSON array or JSON lines;
     /// every export is recorded in the audit log.
     Export(export::ExportArgs),
@@ -567,6 +572,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logs(&config)?;
             let (store, _clock) = open_store(&config).await?;
             let result = execute::run(&store, &config, run.as_deref()).await;
+            store.close().await;
+            result
+        }
+        Command::Bulk(ref args) => {
+            let config = load(&cli)?;
+            let rule = args.rule(&config)?;
+            init_logs(&config)?;
+            let (store, clock) = open_store(&config).await?;
+            let result = bulk::run(&store, &clock, &config, &rule, args).await;
             store.close().await;
             result
         }

@@ -10,6 +10,7 @@
 
 pub mod activity;
 pub mod audit;
+pub mod bulk;
 pub mod execute;
 pub mod export;
 pub mod inventory;

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod audit;
+mod bulk;
 mod cli;
 mod crash;
 mod demo;
