@@ -181,7 +181,7 @@ impl<'a> Scheduler<'a> {
                 continue;
             }
             tracing::info!(job = %key, tick = %tick, epoch = lease.epoch, "scheduled job starts");
-            let outcome = self.run_job(&s.job).await;
+            let outcome = self.run_renewing(&s.job, lease.epoch).await;
             match &outcome {
                 Ok(what) => tracing::info!(job = %key, outcome = %what, "scheduled job done"),
                 Err(why) => tracing::warn!(job = %key, error = %why, "scheduled job failed"),
@@ -243,6 +243,38 @@ impl<'a> Scheduler<'a> {
             Ok(_) => tracing::info!("scheduler stopped; lease released"),
             Err(e) => {
                 tracing::warn!(error = %e, "scheduler stopped; the lease could not be released")
+            }
+        }
+    }
+
+    /// Runs `job`, renewing the lease every third of its period meanwhile: a long job (a big
+    /// inventory, a long run) must not let the lease lapse under it and hand the schedules to
+    /// a second instance while this one still works.
+    async fn run_renewing(&self, job: &Job, epoch: i64) -> Result<String, String> {
+        let every = (self.ttl / 3)
+            .to_std()
+            .unwrap_or(Duration::from_secs(1))
+            .max(Duration::from_millis(200));
+        let work = self.run_job(job);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                outcome = &mut work => return outcome,
+                () = tokio::time::sleep(every) => {
+                    match self.store.claim_scheduler(&self.holder, self.ttl).await {
+                        Ok(Some(l)) if l.epoch == epoch => {}
+                        Ok(_) => tracing::warn!(
+                            job = %job.key(),
+                            "the scheduler lease passed to another instance during this job; \
+                             the job finishes, no further tick runs here"
+                        ),
+                        Err(e) => tracing::warn!(
+                            job = %job.key(),
+                            error = %e,
+                            "cannot renew the scheduler lease during this job"
+                        ),
+                    }
+                }
             }
         }
     }

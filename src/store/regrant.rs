@@ -29,7 +29,7 @@ pub struct PreImage {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RemovalEpisode {
     pub account_id: AccountId,
-    /// The enforced rule run that removed.
+    /// The enforced rule or bulk run that removed.
     pub run_id: RunId,
     /// The causes of its confirmed actions on the account (sorted, no repeats).
     pub causes: Vec<Cause>,
@@ -102,7 +102,7 @@ const EPISODE_ACTIONS: &str = "\
     with removal as ( \
         select a.account_id, a.run_id, max(r.created_at) as run_at \
         from actions a join runs r on r.id = a.run_id \
-        where r.kind = 'rule' and r.mode = 'enforce' and a.phase = 'confirmed' \
+        where r.kind in ('rule', 'bulk') and r.mode = 'enforce' and a.phase = 'confirmed' \
           and a.kind in ('remove_from_group', 'deactivate', 'rename', 'change_directory', \
                          'delete') \
         group by a.account_id, a.run_id \

@@ -450,3 +450,80 @@ async fn the_binary_prints_a_bulk_plan_and_refuses_a_bad_filter_naming_the_term(
     assert!(w.store.runs(100).await.unwrap().is_empty());
     w.stop().await;
 }
+
+on_both_backends!(a_bulk_removal_for_inactivity_is_given_back_on_sign_in_and_a_status_bulk_is_not);
+
+/// A bulk selected by inactivity opens a removal episode like a rule does: bob, who signs
+/// in again, gets his licence back; alice, removed by a bulk on her Okta status, signs in
+/// too and gets nothing but a security alert.
+async fn a_bulk_removal_for_inactivity_is_given_back_on_sign_in_and_a_status_bulk_is_not(
+    backend: Backend,
+) {
+    use idbridge::engine::regrant::{RegrantOptions, regrant};
+    let Some(w) = world(backend).await else {
+        return;
+    };
+    crate::engine_world::set_dc_max_users(&w.dc, 100).await;
+    sync_all(&w).await;
+    for filter in [
+        "inactive_days >= 180 and user in (bob)",
+        "status in (deprovisioned) and user in (alice)",
+    ] {
+        let outcome = make(
+            &w,
+            &request(&w, Some(filter), None, &["remove-licence-groups"]),
+            true,
+            "ops",
+        )
+        .await;
+        assert!(
+            outcome.run.is_some(),
+            "{filter}: {:?}",
+            outcome.preview.enforce
+        );
+    }
+    assert_eq!(written_users(&w.dc), set(&["alice", "bob"]));
+    // The removals are read back a little later, then both sign in.
+    w.clock.advance(chrono::Duration::minutes(5));
+    w.okta.core().clock.advance(chrono::Duration::minutes(5));
+    crate::engine_world::inventory(&w.store, "wiki", &w.config.targets["wiki"]).await;
+    let at = w.clock.now() - chrono::Duration::minutes(1);
+    for u in ["alice", "bob"] {
+        w.okta
+            .update_user(&w.okta_ids[u], |p| p.last_login = Some(at));
+    }
+    assert!(crate::engine_world::sync_okta(&w).await.is_complete());
+    let outcome = regrant(
+        &w.store,
+        &w.config,
+        &RegrantOptions::default(),
+        w.clock.now(),
+    )
+    .await
+    .unwrap();
+    let regranted: BTreeSet<String> = outcome
+        .plan
+        .actions
+        .iter()
+        .map(|a| a.username.clone())
+        .collect();
+    assert_eq!(regranted, set(&["bob"]), "{:#?}", outcome.plan);
+    assert!(
+        w.dc.user("bob")
+            .unwrap()
+            .groups
+            .iter()
+            .any(|g| g == LICENCE)
+    );
+    assert!(
+        !w.dc
+            .user("alice")
+            .unwrap()
+            .groups
+            .iter()
+            .any(|g| g == LICENCE)
+    );
+    assert_eq!(outcome.alerts_raised, 1);
+    assert_eq!(outcome.plan.alerts[0].username, "alice");
+    w.stop().await;
+}

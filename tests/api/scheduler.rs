@@ -206,3 +206,60 @@ async fn serve_runs_a_scheduled_rule_when_its_tick_comes_and_gives_the_lease_up_
         .expect("lease row");
     assert!(!lease.is_live(clock.now()), "{lease:?}");
 }
+
+/// A job that outlasts the lease period (a slow Okta sync here) keeps the lease: the holder
+/// renews it while the job runs, so a standby asking after the first term would have ended
+/// is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_the_holder_renews_the_lease_while_a_long_job_runs() {
+    use idbridge::config::{Secret, SourceConfig};
+    use idbridge::domain::SourceKind;
+    use idbridge::sim::okta::{self, OktaSimOptions};
+    let Some((_db, clock, a, b)) = replicas(Backend::Postgres).await else {
+        return;
+    };
+    // Every Okta answer takes a second: the sync takes several, the lease lasts three.
+    let okta = okta::start(
+        OktaSimOptions {
+            users: 5,
+            latency_ms: 1_000,
+            rate_limit: Some(1_000_000),
+            ..OktaSimOptions::default()
+        },
+        crate::engine_world::any_addr(),
+    )
+    .await
+    .unwrap();
+    let mut config = Config::default();
+    config.scheduler.regrant_schedule = String::new();
+    config.scheduler.lease_ttl_secs = 3;
+    let mut src = SourceConfig::new(SourceKind::Okta);
+    src.base_url = Some(okta.base_url());
+    src.token = Some(Secret::new(okta.ssws_token()));
+    src.app_id = Some(okta.app_id().to_owned());
+    src.schedule = Some("* * * * * *".into());
+    config.sources.insert("okta".into(), src);
+    let first = Scheduler::new(&a, &config, "a").unwrap();
+    let standby = Scheduler::new(&b, &config, "b").unwrap();
+    clock.advance(Duration::seconds(1));
+    let t0 = clock.now();
+    let watch = async {
+        // Within the first term, then past its end: each time after a renewal had a chance.
+        for _ in 0..2 {
+            tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+            clock.advance(Duration::seconds(2));
+            let round = standby.round().await.unwrap();
+            assert!(
+                round.lease.is_none(),
+                "the standby took the lease {:?} after {}",
+                round.lease,
+                clock.now() - t0
+            );
+        }
+    };
+    let (round, ()) = tokio::join!(first.round(), watch);
+    let round = round.unwrap();
+    assert_eq!(round.ran.len(), 1);
+    assert!(round.ran[0].outcome.is_ok(), "{:?}", round.ran[0].outcome);
+    okta.stop().await;
+}
