@@ -147,6 +147,9 @@ async fn returner_latency(url: &str, people: usize, poll: u64) {
         .take(5)
         .cloned()
         .collect();
+    let mut log = demo.config.log.clone();
+    log.filter = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = idbridge::telemetry::init(&log);
     let app = App::builder(demo.config.clone())
         .build()
         .await

@@ -258,12 +258,8 @@ pub async fn run(
             )
             .await?;
         tracing::info!(run = %id, mode = mode.as_str(), status = status.as_str(), actions = plan.actions.len(), "run stored");
-        let executed = if status == RunStatus::Planned && opts.execute {
-            Some(execute_run(store, config, id).await?)
-        } else {
-            None
-        };
-        let status = store.run(id).await?.map(|r| r.status).unwrap_or(status);
+        let (status, executed) =
+            execute_if_planned(store, config, id, status, opts.execute).await?;
         runs.push(RunSummary {
             run: id,
             mode,
@@ -335,6 +331,24 @@ pub async fn approve(
         budget: serde_json::from_value(record.budget.clone()).unwrap_or_else(|_| budget_unknown()),
         executed,
     })
+}
+
+/// Carries out stored run `id`, stored as `status`, when that is `Planned` and `execute`;
+/// returns its status now and what the executor did.
+pub async fn execute_if_planned(
+    store: &Store,
+    config: &Config,
+    id: RunId,
+    status: RunStatus,
+    execute: bool,
+) -> Result<(RunStatus, Option<ExecReport>), RunError> {
+    let executed = if status == RunStatus::Planned && execute {
+        Some(execute_run(store, config, id).await?)
+    } else {
+        None
+    };
+    let now = store.run(id).await?.map(|r| r.status).unwrap_or(status);
+    Ok((now, executed))
 }
 
 /// Carries out one stored run against the configured targets.

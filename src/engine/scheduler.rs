@@ -103,6 +103,15 @@ pub fn scheduled(config: &Config) -> Result<Vec<Scheduled>, SchedulerError> {
             )?;
         }
     }
+    // Last: it reads the sign-ins the syncs of the same tick brought in.
+    let regrant = config.scheduler.regrant_schedule.trim();
+    if !regrant.is_empty() {
+        add(
+            Job::Regrant,
+            &Some(regrant.to_owned()),
+            "scheduler.regrant".to_owned(),
+        )?;
+    }
     Ok(out)
 }
 

@@ -564,12 +564,8 @@ pub async fn undo(
                 .await?;
         }
     }
-    let executed = if status == RunStatus::Planned && opts.execute {
-        Some(run::execute_run(store, config, id).await?)
-    } else {
-        None
-    };
-    let status = store.run(id).await?.map(|r| r.status).unwrap_or(status);
+    let (status, executed) =
+        run::execute_if_planned(store, config, id, status, opts.execute).await?;
     outcome.run = Some(UndoRun {
         run: id,
         mode,

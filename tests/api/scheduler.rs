@@ -263,3 +263,35 @@ async fn on_postgres_the_holder_renews_the_lease_while_a_long_job_runs() {
     assert!(round.ran[0].outcome.is_ok(), "{:?}", round.ran[0].outcome);
     okta.stop().await;
 }
+
+#[test]
+fn the_regrant_pass_is_scheduled_after_the_syncs_and_rules_and_an_empty_schedule_turns_it_off() {
+    use idbridge::config::SourceConfig;
+    use idbridge::domain::SourceKind;
+    use idbridge::engine::scheduler::scheduled;
+    let mut config = config("0 3 * * *");
+    let mut src = SourceConfig::new(SourceKind::Okta);
+    src.schedule = Some("*/5 * * * *".into());
+    config.sources.insert("okta".into(), src);
+    config.scheduler.regrant_schedule = "*/5 * * * *".into();
+    let jobs: Vec<Job> = scheduled(&config)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.job)
+        .collect();
+    assert_eq!(
+        jobs,
+        [
+            Job::Source("okta".into()),
+            Job::Rule("nightly".into()),
+            Job::Regrant
+        ]
+    );
+    config.scheduler.regrant_schedule = " ".into();
+    let jobs: Vec<Job> = scheduled(&config)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.job)
+        .collect();
+    assert!(!jobs.contains(&Job::Regrant), "{jobs:?}");
+}
