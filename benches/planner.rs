@@ -236,6 +236,7 @@ fn people(n: usize, now: DateTime<Utc>) -> Vec<PersonView> {
                 absent_syncs: 0,
                 notified,
                 pending_actions: false,
+                changed_since_inventory: false,
                 regranted_at: None,
             }
         })

@@ -103,6 +103,10 @@ pub struct PersonView {
     pub notified: BTreeMap<String, DateTime<Utc>>,
     /// Whether an earlier run still has unfinished actions for this account.
     pub pending_actions: bool,
+    /// Whether an enforced run changed this account since its target's latest complete
+    /// inventory began: what is stored is the state before that change, so no rule plans
+    /// for it until the next inventory reads it again.
+    pub changed_since_inventory: bool,
     /// When idbridge last gave this account its licence back (a confirmed regrant):
     /// inactivity counts from it at the earliest, so a returner whose signal the activity
     /// sources do not carry (a SCIM `active=true`) is not removed again at once.

@@ -208,6 +208,7 @@ pub(crate) mod tests {
             absent_syncs: 0,
             notified: BTreeMap::new(),
             pending_actions: false,
+            changed_since_inventory: false,
             regranted_at: None,
         }
     }

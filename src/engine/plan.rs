@@ -554,9 +554,11 @@ impl<'a> Ctx<'a> {
         } else if p.account.admin {
             Some("Confluence administrator: protected".into())
         } else if p.pending_actions {
+            Some("an earlier run is still working on this account".into())
+        } else if p.changed_since_inventory {
             Some(
-                "an earlier run is working on this account, or changed it since the latest \
-                 complete inventory (the next inventory shows the change)"
+                "an earlier run changed this account after the latest complete inventory \
+                 began: nothing is planned for it until the next inventory reads it"
                     .into(),
             )
         } else {
@@ -1345,6 +1347,7 @@ fn is_protected(p: &PersonView) -> bool {
         || !p.account.managed
         || p.account.admin
         || p.pending_actions
+        || p.changed_since_inventory
 }
 
 fn verdict(rule: &str, selected: bool, held_back: Vec<String>) -> RuleVerdict {

@@ -879,6 +879,8 @@ fn protected_people_get_no_action_and_explain_says_why() {
     };
     let mut pending = leaver("busy");
     pending.pending_actions = true;
+    let mut changed = leaver("done");
+    changed.changed_since_inventory = true;
     let exempt_user = leaver("ceo");
     let mut exempt_group = leaver("vip");
     exempt_group.identities[0].groups = vec!["Board".into()];
@@ -893,6 +895,7 @@ fn protected_people_get_no_action_and_explain_says_why() {
             unmanaged,
             conflict,
             pending,
+            changed,
             exempt_user,
             exempt_group,
             leaver("zed"),
@@ -901,7 +904,7 @@ fn protected_people_get_no_action_and_explain_says_why() {
     );
     let plan = fx.plan();
     assert_eq!(fx.selected(), ["zed"]);
-    assert_eq!(plan.managed_population, 5);
+    assert_eq!(plan.managed_population, 6);
     assert_eq!(
         plan.conflicts,
         ["wiki/dup: two Okta users share dup@example.com"]
@@ -911,6 +914,7 @@ fn protected_people_get_no_action_and_explain_says_why() {
         ("crowd", "read-only LDAP directory"),
         ("dup", "link conflict"),
         ("busy", "earlier run is still working"),
+        ("done", "until the next inventory reads it"),
         ("ceo", "exempt user ceo@example.com"),
         ("vip", "exempt group Board"),
     ] {
@@ -1219,7 +1223,7 @@ proptest! {
             prop_assert!(p.account.managed && !p.account.admin);
             let conflict = matches!(p.link, LinkState::Conflict { .. });
             prop_assert!(!conflict);
-            prop_assert!(!p.pending_actions);
+            prop_assert!(!p.pending_actions && !p.changed_since_inventory);
         }
     }
 

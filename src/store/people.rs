@@ -123,18 +123,19 @@ const NOTIFIED: &str = "select a.account_id, a.rule, max(a.finished_at) as at fr
 const REGRANTED: &str = "select a.account_id, max(a.finished_at) as at from actions a \
      join runs r on r.id = a.run_id where r.kind = 'regrant' and r.mode = 'enforce' \
      and a.phase = 'confirmed' group by a.account_id";
-/// Accounts an unfinished run is still working on, and accounts an enforced run changed
-/// since their target's latest complete inventory began: the stored account shows the state
-/// before that change until an inventory reads it again, so planning from it would plan the
-/// change twice.
-const PENDING: &str = "with inventoried as (select target_id, max(started_at) as at from snapshots \
+/// Accounts an unfinished run is still working on.
+const PENDING: &str = "select distinct a.account_id from actions a join runs r on r.id = a.run_id \
+     where a.phase in ('planned', 'claimed', 'sent') \
+     and r.status in ('planned', 'held', 'approved', 'running')";
+/// Accounts an enforced run changed (a confirmed action other than a notice) since their
+/// target's latest complete inventory began: the stored account still shows the state
+/// before that change.
+const CHANGED: &str = "with inventoried as (select target_id, max(started_at) as at from snapshots \
      where target_id is not null and status = 'complete' group by target_id) \
      select distinct a.account_id from actions a join runs r on r.id = a.run_id \
      left join inventoried i on i.target_id = a.target_id \
-     where (a.phase in ('planned', 'claimed', 'sent') \
-     and r.status in ('planned', 'held', 'approved', 'running')) \
-     or (a.phase = 'confirmed' and r.mode = 'enforce' and a.kind <> 'notify' \
-     and (i.at is null or a.finished_at >= i.at))";
+     where a.phase = 'confirmed' and r.mode = 'enforce' and a.kind <> 'notify' \
+     and (i.at is null or a.finished_at >= i.at)";
 
 /// The raw tables, as read.
 struct Tables {
@@ -151,6 +152,7 @@ struct Tables {
     notified: Vec<(Uuid, String, Option<DateTime<Utc>>)>,
     regranted: Vec<(Uuid, Option<DateTime<Utc>>)>,
     pending: Vec<Uuid>,
+    changed: Vec<Uuid>,
     /// Latest finished snapshot of each source and target, with its reason.
     summaries: Vec<super::SnapshotSummary>,
 }
@@ -193,13 +195,14 @@ impl Store {
             all!(SOURCE_GROUPS),
             all!(SCIM_GROUPS),
         )?;
-        let (sign_ins, licence_groups, links, notified, regranted, pending) = tokio::try_join!(
+        let (sign_ins, licence_groups, links, notified, regranted, pending, changed) = tokio::try_join!(
             all!(SIGN_INS),
             all!(TARGET_GROUPS),
             all!(LINKS),
             all!(NOTIFIED),
             all!(REGRANTED),
             scalars!(PENDING),
+            scalars!(CHANGED),
         )?;
         let summaries = self.latest_snapshots().await?;
         Ok(Tables {
@@ -216,6 +219,7 @@ impl Store {
             notified,
             regranted,
             pending,
+            changed,
             summaries,
         })
     }
@@ -453,6 +457,7 @@ fn assemble(
         }
     }
     let pending: HashSet<Uuid> = t.pending.into_iter().collect();
+    let changed: HashSet<Uuid> = t.changed.into_iter().collect();
 
     // The polled sources absence is counted against: configured, not SCIM.
     let polled: Vec<(&Uuid, &SourceFacts<'_>)> = sources
@@ -609,6 +614,7 @@ fn assemble(
         people.push(PersonView {
             notified: notified.remove(&a.id).unwrap_or_default(),
             pending_actions: pending.contains(&a.id),
+            changed_since_inventory: changed.contains(&a.id),
             regranted_at: regranted.get(&a.id).copied(),
             account,
             identities,

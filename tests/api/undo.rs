@@ -316,9 +316,25 @@ async fn a_dry_run_has_nothing_to_undo_and_a_dry_run_undo_writes_nothing(backend
     let Some((w, id)) = removed(backend).await else {
         return;
     };
+    // A dry run of a rule for someone the enforced run left alone (the people it changed are
+    // planned again only after the next inventory).
+    let mut config = w.config.clone();
+    config.rules.insert(
+        "carol-only".into(),
+        rule(
+            RuleMode::DryRun,
+            1,
+            WhenConfig {
+                users: vec!["carol".into()],
+                ..WhenConfig::default()
+            },
+            json!(["deactivate"]),
+        ),
+    );
     let mut dry = opts("ops");
     dry.dry_run = true;
-    let outcome = run::run(&w.store, &w.config, &dry, w.clock.now())
+    dry.rules = vec!["carol-only".into()];
+    let outcome = run::run(&w.store, &config, &dry, w.clock.now())
         .await
         .unwrap();
     let dry_run = outcome.runs.first().expect("a dry run").run;
