@@ -137,7 +137,7 @@ pub struct SourceConfig {
     #[serde(default)]
     pub custom_attributes: Vec<String>,
     /// When `serve` syncs this polled source: a cron expression (5 fields, or 6 with seconds
-    /// first) in `scheduler.timezone`. None: only by hand.
+    /// first) in `scheduler.timezone`. None: every five minutes; empty: only by hand.
     #[serde(default)]
     pub schedule: Option<String>,
     /// LDAP: the DN idbridge binds as.
@@ -683,14 +683,21 @@ impl Config {
         let schedules =
             schedules.chain(std::iter::once(("scheduler.regrant".to_owned(), &regrant)));
         for (key, expr) in schedules {
+            // An empty schedule turns the job off.
             if let Some(e) = expr
+                && !e.trim().is_empty()
                 && let Err(err) = Schedule::parse(e)
             {
                 problems.push(format!("{key}.schedule: {err}"));
             }
         }
         for (name, src) in &self.sources {
-            if src.kind == SourceKind::Scim && src.schedule.is_some() {
+            if src.kind == SourceKind::Scim
+                && src
+                    .schedule
+                    .as_deref()
+                    .is_some_and(|e| !e.trim().is_empty())
+            {
                 problems.push(format!(
                     "sources.{name}.schedule: a SCIM source is pushed to idbridge; there is \
                      nothing to poll"

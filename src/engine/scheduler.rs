@@ -68,12 +68,18 @@ pub enum SchedulerError {
     Config(String),
 }
 
+/// How often `serve` polls an identity source that sets no `schedule` (an empty one turns
+/// polling off): the regrant pass's default too, so a sign-in counts within five minutes.
+pub const DEFAULT_SOURCE_POLL: &str = "*/5 * * * *";
+
 /// Every scheduled job of `config`: polled sources, targets and enabled rules with a
 /// `schedule`, then the regrant pass, in that order (syncs before what reads them).
 pub fn scheduled(config: &Config) -> Result<Vec<Scheduled>, SchedulerError> {
     let mut out = Vec::new();
     let mut add = |job: Job, expr: &Option<String>, key: String| match expr {
         None => Ok(()),
+        // An empty schedule turns a job off.
+        Some(e) if e.trim().is_empty() => Ok(()),
         Some(e) => Schedule::parse(e)
             .map(|schedule| out.push(Scheduled { job, schedule }))
             .map_err(|err| SchedulerError::Config(format!("{key}.schedule: {err}"))),
@@ -82,7 +88,11 @@ pub fn scheduled(config: &Config) -> Result<Vec<Scheduled>, SchedulerError> {
         if cfg.kind != SourceKind::Scim {
             add(
                 Job::Source(name.clone()),
-                &cfg.schedule,
+                &Some(
+                    cfg.schedule
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_SOURCE_POLL.to_owned()),
+                ),
                 format!("sources.{name}"),
             )?;
         }

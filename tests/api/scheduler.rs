@@ -265,7 +265,8 @@ async fn on_postgres_the_holder_renews_the_lease_while_a_long_job_runs() {
 }
 
 #[test]
-fn the_regrant_pass_is_scheduled_after_the_syncs_and_rules_and_an_empty_schedule_turns_it_off() {
+fn polled_sources_default_to_five_minutes_the_regrant_pass_comes_last_and_an_empty_schedule_is_off()
+{
     use idbridge::config::SourceConfig;
     use idbridge::domain::SourceKind;
     use idbridge::engine::scheduler::scheduled;
@@ -286,6 +287,35 @@ fn the_regrant_pass_is_scheduled_after_the_syncs_and_rules_and_an_empty_schedule
             Job::Rule("nightly".into()),
             Job::Regrant
         ]
+    );
+    // A polled source without a schedule is read every five minutes; an empty one is off.
+    let mut ldap = SourceConfig::new(SourceKind::Ldap);
+    ldap.schedule = None;
+    config.sources.insert("ldap".into(), ldap);
+    let mut csv = SourceConfig::new(SourceKind::Csv);
+    csv.schedule = Some(String::new());
+    config.sources.insert("csv".into(), csv);
+    config
+        .sources
+        .insert("push".into(), SourceConfig::new(SourceKind::Scim));
+    let sources: Vec<(Job, String)> = scheduled(&config)
+        .unwrap()
+        .into_iter()
+        .filter(|s| matches!(s.job, Job::Source(_)))
+        .map(|s| (s.job, s.schedule.to_string()))
+        .collect();
+    assert_eq!(
+        sources,
+        [
+            (Job::Source("ldap".into()), "*/5 * * * *".to_owned()),
+            (Job::Source("okta".into()), "*/5 * * * *".to_owned())
+        ]
+    );
+    // Nothing about these schedules is a configuration problem.
+    let problems = config.validate().err().unwrap_or_default();
+    assert!(
+        !problems.iter().any(|p| p.contains("schedule")),
+        "{problems:?}"
     );
     config.scheduler.regrant_schedule = " ".into();
     let jobs: Vec<Job> = scheduled(&config)
