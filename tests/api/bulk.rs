@@ -310,26 +310,9 @@ async fn a_bulk_over_budget_is_held_until_another_principal_approves_it(backend:
     w.stop().await;
 }
 
-/// A configuration file for the binary: the world's database, Okta and wiki (secrets come
-/// from the environment).
+/// A configuration file for the binary (see [`World::config_file`]).
 fn config_file(w: &World, dir: &tempfile::TempDir) -> PathBuf {
-    let path = dir.path().join("idbridge.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[database]\nurl = \"{}\"\n\n\
-             [sources.okta]\nkind = \"okta\"\nbase_url = \"{}\"\napp_id = \"{}\"\n\
-             custom_attributes = [\"department\"]\n\n\
-             [targets.wiki]\nkind = \"confluence_dc\"\nbase_url = \"{}\"\n\n\
-             [planner]\nobservation_floor_days = 0\ntimezone = \"Europe/Berlin\"\n",
-            w.db_url(),
-            w.okta.base_url(),
-            w.okta.app_id(),
-            w.dc.base_url(),
-        ),
-    )
-    .expect("write config");
-    path
+    w.config_file(dir.path())
 }
 
 fn idbridge(w: &World, config: &Path, args: &[&str]) -> Output {

@@ -253,6 +253,28 @@ impl World {
         self.dc.stop().await;
         self.okta.stop().await;
     }
+
+    /// A configuration file in `dir` for the binary: the world's database, Okta and wiki
+    /// and planner settings (secrets come from the environment).
+    pub fn config_file(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("idbridge.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[database]\nurl = \"{}\"\n\n\
+                 [sources.okta]\nkind = \"okta\"\nbase_url = \"{}\"\napp_id = \"{}\"\n\
+                 custom_attributes = [\"department\"]\n\n\
+                 [targets.wiki]\nkind = \"confluence_dc\"\nbase_url = \"{}\"\n\n\
+                 [planner]\nobservation_floor_days = 0\ntimezone = \"Europe/Berlin\"\n",
+                self.db_url(),
+                self.okta.base_url(),
+                self.okta.app_id(),
+                self.dc.base_url(),
+            ),
+        )
+        .expect("write config");
+        path
+    }
 }
 
 /// An enabled rule sparing the `service-accounts` group, with the ladder written as in the

@@ -620,20 +620,7 @@ async fn the_regrant_command_reports_a_dry_run_and_then_gives_the_licence_back(b
         .update_user(&w.okta_ids["bob"], |u| u.last_login = Some(at));
     assert!(sync_okta(&w).await.is_complete());
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("idbridge.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[database]\nurl = \"{}\"\n\n\
-             [sources.okta]\nkind = \"okta\"\nbase_url = \"{}\"\napp_id = \"{}\"\n\n\
-             [targets.wiki]\nkind = \"confluence_dc\"\nbase_url = \"{}\"\n",
-            w.db_url(),
-            w.okta.base_url(),
-            w.okta.app_id(),
-            w.dc.base_url(),
-        ),
-    )
-    .unwrap();
+    let path = w.config_file(dir.path());
     let idbridge = |args: &[&str]| {
         crate::helpers::binary()
             .arg("--config")

@@ -420,20 +420,7 @@ async fn the_undo_command_restores_by_run_prefix_and_refuses_unknown_runs_and_pe
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("idbridge.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[database]\nurl = \"{}\"\n\n\
-             [sources.okta]\nkind = \"okta\"\nbase_url = \"{}\"\napp_id = \"{}\"\n\n\
-             [targets.wiki]\nkind = \"confluence_dc\"\nbase_url = \"{}\"\n",
-            w.db_url(),
-            w.okta.base_url(),
-            w.okta.app_id(),
-            w.dc.base_url(),
-        ),
-    )
-    .unwrap();
+    let path = w.config_file(dir.path());
     let idbridge = |args: &[&str]| {
         binary()
             .arg("--config")
