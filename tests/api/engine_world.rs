@@ -130,6 +130,26 @@ pub fn company() -> Vec<Person> {
     ]
 }
 
+/// The renamed form of `user` as the rules name it today.
+pub fn renamed(user: &str) -> String {
+    let date = now()
+        .with_timezone(&chrono_tz::Europe::Berlin)
+        .format("%Y%m%d")
+        .to_string();
+    format!("{user}_inactive_{date}")
+}
+
+/// The seeded groups of `user`, sorted.
+pub fn seeded(user: &str) -> Vec<String> {
+    let person = company()
+        .into_iter()
+        .find(|p| p.username == user)
+        .expect("in the company");
+    let mut g: Vec<String> = person.groups.iter().map(|g| (*g).to_owned()).collect();
+    g.sort();
+    g
+}
+
 pub struct World {
     _db: TestDb,
     pub store: Store,

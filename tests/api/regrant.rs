@@ -21,8 +21,8 @@ use idbridge::targets::Connector;
 use serde_json::json;
 
 use crate::engine_world::{
-    LICENCE, World, company, groups_of, inventory, now, opts, rule, set_dc_max_users, sync_all,
-    sync_okta, writes, writes_about,
+    LICENCE, World, company, groups_of, inventory, now, opts, renamed, rule, seeded,
+    set_dc_max_users, sync_all, sync_okta, writes, writes_about,
 };
 use crate::helpers::{Backend, on_both_backends};
 use crate::scim_support::{OKTA, ScimClient};
@@ -55,26 +55,6 @@ fn rules() -> std::collections::BTreeMap<String, RuleConfig> {
         ),
     );
     out
-}
-
-/// The renamed form of `user` as the rules name it today.
-fn renamed(user: &str) -> String {
-    let date = now()
-        .with_timezone(&chrono_tz::Europe::Berlin)
-        .format("%Y%m%d")
-        .to_string();
-    format!("{user}_inactive_{date}")
-}
-
-/// The seeded groups of `user`, sorted.
-fn seeded(user: &str) -> Vec<String> {
-    let person = company()
-        .into_iter()
-        .find(|p| p.username == user)
-        .expect("in the company");
-    let mut g: Vec<String> = person.groups.iter().map(|g| (*g).to_owned()).collect();
-    g.sort();
-    g
 }
 
 /// The company with plenty of seats, synced, and the rules carried out: alice (a leaver)

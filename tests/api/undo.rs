@@ -16,7 +16,7 @@ use idbridge::store::RunKind;
 use serde_json::json;
 
 use crate::engine_world::{
-    LICENCE, World, company, days_ago, groups_of, now, opts, rule, sync_all, writes,
+    LICENCE, World, days_ago, groups_of, now, opts, renamed, rule, seeded, sync_all, writes,
 };
 use crate::helpers::{Backend, binary, on_both_backends};
 
@@ -42,25 +42,6 @@ fn rules() -> std::collections::BTreeMap<String, RuleConfig> {
             rule(RuleMode::Enforce, 20, when(Vec::new(), Some(90)), ladder),
         ),
     ])
-}
-
-/// The renamed form of `user` as the rules name it today.
-fn renamed(user: &str) -> String {
-    let date = now()
-        .with_timezone(&chrono_tz::Europe::Berlin)
-        .format("%Y%m%d")
-        .to_string();
-    format!("{user}_inactive_{date}")
-}
-
-fn seeded(user: &str) -> Vec<String> {
-    let person = company()
-        .into_iter()
-        .find(|p| p.username == user)
-        .expect("in the company");
-    let mut g: Vec<String> = person.groups.iter().map(|g| (*g).to_owned()).collect();
-    g.sort();
-    g
 }
 
 /// The company synced and the rules enforced (alice, bob, ivan and judy removed); the
