@@ -41,13 +41,13 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::domain::{
     ActionSpec, Criterion, Exemptions, GroupMatch, GroupSelection, LeaverSignal, PersonView, Plan,
-    Rule, RuleMode, RunStatus,
+    Rule, RuleMode,
 };
 use crate::engine::link;
 use crate::engine::plan::{self, PlanInput};
 use crate::engine::run::{self, LinkSummary, Preview, RunError, RunSummary};
 use crate::engine::safety::{self, BudgetHistory, BudgetInput};
-use crate::store::{NewAuditEntry, NewRun, RunKind, Store, StoreError};
+use crate::store::{NewAuditEntry, RunKind, Store, StoreError};
 
 /// Longest filter expression accepted, in bytes.
 pub const MAX_FILTER_BYTES: usize = 4 * 1024;
@@ -1190,28 +1190,23 @@ pub async fn bulk(
     }
     let plan = &outcome.preview.enforce;
     let budget = &outcome.preview.enforce_budget;
-    let plan_hash = safety::plan_hash(&plan.actions);
-    let status = if budget.held {
-        RunStatus::Held
-    } else {
-        RunStatus::Planned
-    };
-    let id = store
-        .create_run(
-            &NewRun {
-                kind: RunKind::Bulk,
-                mode: RuleMode::Enforce,
-                status,
-                rules: vec![rule.name.clone()],
-                started_by: opts.principal.clone(),
-                config_hash: outcome.preview.config_hash.clone(),
-                plan_hash: plan_hash.clone(),
-                budget: serde_json::to_value(budget).unwrap_or_default(),
-            },
-            &plan.actions,
-        )
-        .await?;
-    tracing::info!(run = %id, status = status.as_str(), actions = plan.actions.len(), "bulk run stored");
+    let run::StoredRun {
+        id,
+        status,
+        plan_hash,
+    } = run::store_run(
+        store,
+        run::RunToStore {
+            kind: RunKind::Bulk,
+            mode: RuleMode::Enforce,
+            rules: vec![rule.name.clone()],
+            started_by: &opts.principal,
+            config_hash: outcome.preview.config_hash.clone(),
+            actions: &plan.actions,
+            budget,
+        },
+    )
+    .await?;
     // What was asked for, in words: the run itself only names the synthetic rule.
     store
         .record_audit(&NewAuditEntry {

@@ -236,28 +236,23 @@ pub async fn run(
         if plan.actions.is_empty() {
             continue;
         }
-        let plan_hash = safety::plan_hash(&plan.actions);
-        let status = if budget.held && mode == RuleMode::Enforce {
-            RunStatus::Held
-        } else {
-            RunStatus::Planned
-        };
-        let id = store
-            .create_run(
-                &NewRun {
-                    kind: RunKind::Rule,
-                    mode,
-                    status,
-                    rules: preview.rules.clone(),
-                    started_by: opts.principal.clone(),
-                    config_hash: preview.config_hash.clone(),
-                    plan_hash: plan_hash.clone(),
-                    budget: serde_json::to_value(budget).unwrap_or_default(),
-                },
-                &plan.actions,
-            )
-            .await?;
-        tracing::info!(run = %id, mode = mode.as_str(), status = status.as_str(), actions = plan.actions.len(), "run stored");
+        let StoredRun {
+            id,
+            status,
+            plan_hash,
+        } = store_run(
+            store,
+            RunToStore {
+                kind: RunKind::Rule,
+                mode,
+                rules: preview.rules.clone(),
+                started_by: &opts.principal,
+                config_hash: preview.config_hash.clone(),
+                actions: &plan.actions,
+                budget,
+            },
+        )
+        .await?;
         let (status, executed) =
             execute_if_planned(store, config, id, status, opts.execute).await?;
         runs.push(RunSummary {
@@ -330,6 +325,56 @@ pub async fn approve(
         actions: actions.len(),
         budget: serde_json::from_value(record.budget.clone()).unwrap_or_else(|_| budget_unknown()),
         executed,
+    })
+}
+
+/// A plan about to be stored as a run.
+pub struct RunToStore<'a> {
+    pub kind: RunKind,
+    pub mode: RuleMode,
+    pub rules: Vec<String>,
+    pub started_by: &'a str,
+    pub config_hash: String,
+    pub actions: &'a [PlannedAction],
+    pub budget: &'a BudgetReport,
+}
+
+/// What [`store_run`] stored.
+pub struct StoredRun {
+    pub id: RunId,
+    pub status: RunStatus,
+    pub plan_hash: String,
+}
+
+/// Stores a plan as a run: an enforced plan over its budget is `Held` (nothing of it runs
+/// until someone other than its starter approves it), anything else `Planned`.
+pub async fn store_run(store: &Store, run: RunToStore<'_>) -> Result<StoredRun, RunError> {
+    let plan_hash = safety::plan_hash(run.actions);
+    let status = if run.budget.held && run.mode == RuleMode::Enforce {
+        RunStatus::Held
+    } else {
+        RunStatus::Planned
+    };
+    let id = store
+        .create_run(
+            &NewRun {
+                kind: run.kind,
+                mode: run.mode,
+                status,
+                rules: run.rules,
+                started_by: run.started_by.to_owned(),
+                config_hash: run.config_hash,
+                plan_hash: plan_hash.clone(),
+                budget: serde_json::to_value(run.budget).unwrap_or_default(),
+            },
+            run.actions,
+        )
+        .await?;
+    tracing::info!(run = %id, kind = run.kind.as_str(), mode = run.mode.as_str(), status = status.as_str(), actions = run.actions.len(), "run stored");
+    Ok(StoredRun {
+        id,
+        status,
+        plan_hash,
     })
 }
 

@@ -35,7 +35,7 @@ use crate::engine::link;
 use crate::engine::run::{self, RunError};
 use crate::engine::safety::{self, BudgetHistory, BudgetInput, BudgetReport};
 use crate::store::{
-    ActionRecord, NewAuditEntry, NewRun, PreImage, RemovalEpisode, RunKind, Store, StoreError,
+    ActionRecord, NewAuditEntry, PreImage, RemovalEpisode, RunKind, Store, StoreError,
 };
 
 /// The rule name undo actions carry.
@@ -529,28 +529,23 @@ pub async fn undo(
     } else {
         RuleMode::Enforce
     };
-    let status = if budget.held && mode == RuleMode::Enforce {
-        RunStatus::Held
-    } else {
-        RunStatus::Planned
-    };
-    let plan_hash = safety::plan_hash(&outcome.plan.actions);
-    let id = store
-        .create_run(
-            &NewRun {
-                kind: RunKind::Undo,
-                mode,
-                status,
-                rules: vec![UNDO.into()],
-                started_by: opts.principal.clone(),
-                config_hash: run::config_hash(config, &[]),
-                plan_hash: plan_hash.clone(),
-                budget: serde_json::to_value(&budget).unwrap_or_default(),
-            },
-            &outcome.plan.actions,
-        )
-        .await?;
-    tracing::info!(run = %id, mode = mode.as_str(), status = status.as_str(), actions = outcome.plan.actions.len(), "undo run stored");
+    let run::StoredRun {
+        id,
+        status,
+        plan_hash,
+    } = run::store_run(
+        store,
+        run::RunToStore {
+            kind: RunKind::Undo,
+            mode,
+            rules: vec![UNDO.into()],
+            started_by: &opts.principal,
+            config_hash: run::config_hash(config, &[]),
+            actions: &outcome.plan.actions,
+            budget: &budget,
+        },
+    )
+    .await?;
     if mode == RuleMode::Enforce {
         for leaver in &outcome.plan.leavers_restored {
             store
