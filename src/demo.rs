@@ -195,16 +195,11 @@ impl Demo {
                 });
             }
         };
-        let seeded = match company::seed(&members, &dc, &okta) {
-            Ok(s) => s,
-            Err(e) => {
-                dc.stop().await;
-                okta.stop().await;
-                return Err(DemoError::Seed(e));
-            }
-        };
-        let config = match configure(base, &okta, &dc) {
-            Ok(c) => c,
+        let ready = company::seed(&members, &dc, &okta)
+            .map_err(DemoError::Seed)
+            .and_then(|seeded| Ok((seeded, configure(base, &okta, &dc)?)));
+        let (seeded, config) = match ready {
+            Ok(r) => r,
             Err(e) => {
                 dc.stop().await;
                 okta.stop().await;
