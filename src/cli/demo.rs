@@ -83,13 +83,22 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         demo.stop().await;
         return Ok(());
     }
+    // Bind first, so the URLs printed are the ones served (`--listen 127.0.0.1:0` works).
+    let app = match crate::app::App::builder(demo.config.clone()).build().await {
+        Ok(app) => app,
+        Err(e) => {
+            demo.stop().await;
+            return Err(e.into());
+        }
+    };
+    let addr = app.local_addr();
     println!("\n6. idbridge keeps running the loop by itself:");
     println!(
         "   Okta is read every minute, the wiki every 5 minutes, licences go back within a minute"
     );
-    println!("   idbridge health:    http://{}/healthz", args.listen);
-    println!("   idbridge readiness: http://{}/readyz", args.listen);
-    println!("   idbridge metrics:   http://{}/metrics", args.listen);
+    println!("   idbridge health:    http://{addr}/healthz");
+    println!("   idbridge readiness: http://{addr}/readyz");
+    println!("   idbridge metrics:   http://{addr}/metrics");
     println!("   Okta (simulated):   {}", demo.okta.base_url());
     println!(
         "   Confluence (simulated DC {}): {}",
@@ -102,8 +111,8 @@ pub(super) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.database.display()
     );
     println!("press Ctrl-C to stop");
-    let config = demo.config.clone();
-    let result = super::serve(config).await;
+    crate::app::cancel_on_signals(app.shutdown_token());
+    let result = app.run().await.map_err(anyhow::Error::from);
     demo.stop().await;
     result
 }
